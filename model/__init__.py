@@ -1,0 +1,24 @@
+"""Keras language models, their masked loss, and how they are trained."""
+
+from model.lm import CELLS, build_language_model, masked_cross_entropy, token_cross_entropy_sums
+from model.train import (
+    ValidationMetrics,
+    compile_language_model,
+    configure_threads,
+    evaluate_language_model,
+    fit_language_model,
+    set_seed,
+)
+
+__all__ = [
+    "CELLS",
+    "ValidationMetrics",
+    "build_language_model",
+    "compile_language_model",
+    "configure_threads",
+    "evaluate_language_model",
+    "fit_language_model",
+    "masked_cross_entropy",
+    "set_seed",
+    "token_cross_entropy_sums",
+]

@@ -1,0 +1,83 @@
+"""Read a Ray Tune experiment folder back into :class:`TrialRecord` objects.
+
+Works from the files alone (Ray Tune's ``experiment_state-*.json`` and each trial's
+``result.json``), with no Ray cluster running, so ``lstm-sweep report`` can rebuild the
+tables of a finished, crashed or copied run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from results.records import TrialRecord
+
+# Columns of a trial's history, from what the trainable reports each epoch.
+HISTORY_COLUMNS = {"epoch": "epoch", "loss": "loss", "val_loss": "val_loss",
+                   "val_loss_padded": "val_loss_padded", "epoch_seconds": "seconds"}
+
+
+def load_experiment(experiment_dir: str | Path, max_epochs: int) -> list[TrialRecord]:
+    """One :class:`TrialRecord` per trial of the Ray Tune experiment in ``experiment_dir``.
+
+    A trial's status is ``failed`` when Ray recorded an error, ``completed`` when it
+    reported ``max_epochs`` epochs, and ``early_stopped`` when it ended sooner (ASHA
+    stopped it).
+
+    Example:
+        >>> records = load_experiment("runs/quick-20261122-101500/ray", max_epochs=4)  # doctest: +SKIP
+        >>> records[0].status  # doctest: +SKIP
+        'completed'
+    """
+    from ray.tune import ExperimentAnalysis
+
+    if max_epochs < 1:
+        raise ValueError(f"max_epochs={max_epochs} must be >= 1")
+    analysis = ExperimentAnalysis(str(experiment_dir))
+    frames = analysis.trial_dataframes
+    return [_record(trial, frames.get(trial.trial_id, pd.DataFrame()), max_epochs)
+            for trial in sorted(analysis.trials, key=lambda t: t.trial_id)]
+
+
+def _record(trial: Any, frame: pd.DataFrame, max_epochs: int) -> TrialRecord:
+    history = _history(frame)
+    epochs = len(history)
+    error = _error_line(trial)
+    if trial.status == "ERROR":
+        status = "failed"
+    elif epochs >= max_epochs:
+        status = "completed"
+    elif trial.status == "TERMINATED":
+        status = "early_stopped"
+    else:  # PENDING / RUNNING / PAUSED: the driver stopped before the trial ended
+        status = "failed"
+        error = error or f"unfinished ({trial.status.lower()}) when the sweep stopped"
+    last = frame.iloc[-1] if len(frame) else {}
+    return TrialRecord(
+        trial_id=trial.trial_id,
+        status=status,
+        params=dict(trial.config),
+        history=history,
+        seconds=float(last.get("time_total_s", 0.0)) if len(frame) else 0.0,
+        node=str(last.get("node", "")) if len(frame) else "",
+        error=error,
+    )
+
+
+def _history(frame: pd.DataFrame) -> pd.DataFrame:
+    if frame.empty or "val_loss" not in frame:
+        return pd.DataFrame(columns=list(HISTORY_COLUMNS.values()))
+    history = frame[[c for c in HISTORY_COLUMNS if c in frame]].rename(columns=HISTORY_COLUMNS)
+    # A trial restored from a checkpoint may repeat an epoch it had reported before the
+    # crash; the later report is the one its checkpoint continues from.
+    return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
+
+
+def _error_line(trial: Any) -> str:
+    path = trial.error_file
+    if not path or not Path(path).exists():
+        return ""
+    lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""

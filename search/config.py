@@ -1,0 +1,328 @@
+"""The sweep configuration: a YAML file, checked against a schema before anything runs.
+
+A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows them all)::
+
+    name: quick                 # run folder prefix under `output`
+    output: runs                # where run folders go
+    data:     {path, vocab_size, max_tokens, val_fraction, seed, builtin_lines}
+    model:    {cell}            # lstm | gru | rnn
+    space:                      # each hyperparameter: a fixed value or one distribution
+      embedding_size: {choice: [16, 32, 64]}
+      hidden_size:    {logint: [32, 256]}     # integers, log-uniform, bounds included
+      num_layers:     {int: [1, 2]}           # integers, uniform, bounds included
+      dropout:        {uniform: [0.0, 0.3]}
+      learning_rate:  {loguniform: [1.0e-3, 1.0e-2]}
+      batch_size:     64                      # fixed
+    budget:   {num_samples, max_epochs, max_concurrent}
+    asha:     {grace_period, reduction_factor}
+    searcher: {seed, n_startup_trials}
+    resources: {cpus_per_trial, gpus_per_trial}
+
+Every problem raises :class:`ConfigError` with the file, the key and what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from data_pipeline import DataSettings
+
+# The searchable hyperparameters, their meaning, and the value used when the space omits one.
+HYPERPARAMETERS: dict[str, tuple[str, Any]] = {
+    "embedding_size": ("width of the token embedding, >= 1", 64),
+    "hidden_size": ("units per recurrent layer, >= 1", 128),
+    "num_layers": ("stacked recurrent layers, >= 1", 1),
+    "dropout": ("dropout after each recurrent layer, in [0, 1)", 0.0),
+    "learning_rate": ("Adam step size, > 0", 1e-3),
+    "batch_size": ("sentences per training batch, >= 1", 64),
+}
+INTEGER_PARAMETERS = {"embedding_size", "hidden_size", "num_layers", "batch_size"}
+DISTRIBUTIONS = ("choice", "int", "logint", "uniform", "loguniform")
+
+
+class ConfigError(ValueError):
+    """A sweep configuration the user must fix; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One hyperparameter: a fixed ``value``, or a ``kind`` of distribution over ``args``.
+
+    ``kind`` is one of ``fixed``, ``choice`` (args: the options), ``int`` / ``logint``
+    (args: low, high, both included), ``uniform`` / ``loguniform`` (args: low, high).
+    """
+
+    kind: str
+    args: tuple
+
+    def to_tune(self) -> Any:
+        """The Ray Tune search-space object (or the plain value when fixed)."""
+        from ray import tune
+
+        low_high = self.args
+        return {
+            "fixed": lambda: self.args[0],
+            "choice": lambda: tune.choice(list(self.args)),
+            # Tune's integer domains exclude the upper bound; ours include it.
+            "int": lambda: tune.randint(low_high[0], low_high[1] + 1),
+            "logint": lambda: tune.lograndint(low_high[0], low_high[1] + 1),
+            "uniform": lambda: tune.uniform(*low_high),
+            "loguniform": lambda: tune.loguniform(*low_high),
+        }[self.kind]()
+
+    def to_yaml(self) -> Any:
+        return self.args[0] if self.kind == "fixed" else {self.kind: list(self.args)}
+
+    def values(self) -> tuple:
+        """Every value the parameter can take at its extremes (for checks, not sampling)."""
+        return self.args
+
+
+@dataclass(frozen=True)
+class Budget:
+    num_samples: int = 8  # trials to run, >= 1
+    max_epochs: int = 4  # epochs per trial when ASHA lets it run to the end, >= 1
+    max_concurrent: int = 2  # trials at once, >= 1 (also bounded by the CPUs/GPUs Ray has)
+
+
+@dataclass(frozen=True)
+class Asha:
+    grace_period: int = 1  # epochs every trial gets before it can be stopped, 1..max_epochs
+    reduction_factor: int = 2  # keep the best 1/reduction_factor at each rung, >= 2
+
+
+@dataclass(frozen=True)
+class SearcherSettings:
+    seed: int = 0  # seeds TPE, so a sweep proposes the same configs again
+    n_startup_trials: int = 4  # random trials before TPE models the results, >= 1
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: float = 1.0  # CPUs Ray reserves per trial; TensorFlow gets that many threads
+    gpus_per_trial: float = 0.0  # GPUs (or a fraction) per trial
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    cell: str = "lstm"  # lstm | gru | rnn
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A whole, validated sweep. Build one with :func:`load_config` or :func:`parse_config`."""
+
+    name: str = "sweep"
+    output: str = "runs"
+    data: DataSettings = field(default_factory=DataSettings)
+    model: ModelSettings = field(default_factory=ModelSettings)
+    space: dict[str, Param] = field(default_factory=dict)
+    budget: Budget = field(default_factory=Budget)
+    asha: Asha = field(default_factory=Asha)
+    searcher: SearcherSettings = field(default_factory=SearcherSettings)
+    resources: Resources = field(default_factory=Resources)
+
+    def param_space(self) -> dict[str, Any]:
+        """The Ray Tune ``param_space``: every hyperparameter, searched or fixed."""
+        return {name: param.to_tune() for name, param in self.space.items()}
+
+    def searched(self) -> list[str]:
+        return [name for name, param in self.space.items() if param.kind != "fixed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as written to ``sweep.yaml``; ``parse_config`` reads it back."""
+        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out["space"] = {name: param.to_yaml() for name, param in self.space.items()}
+        return out
+
+    def with_overrides(self, **overrides: Any) -> "SweepConfig":
+        """A copy with dotted keys replaced, e.g. ``{"budget.max_epochs": 2}``; re-validated."""
+        raw = self.to_dict()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            if key:
+                raw.setdefault(section, {})[key] = value
+            else:
+                raw[section] = value
+        return parse_config(raw, source="command line")
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep YAML file.
+
+    Example:
+        >>> cfg = load_config("sweeps/quick.yaml")  # doctest: +SKIP
+        >>> cfg.budget.max_epochs  # doctest: +SKIP
+        4
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found: pass --config with an existing YAML file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config ({e.__class__.__name__}: {e})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: fix the syntax") from None
+    return parse_config({} if raw is None else raw, source=str(path))
+
+
+def parse_config(raw: Mapping[str, Any], source: str = "config") -> SweepConfig:
+    """Validate plain data (as from YAML) into a :class:`SweepConfig`."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections")
+    top = {f.name for f in dataclasses.fields(SweepConfig)}
+    _reject_unknown(raw, top, source, "")
+
+    def section(name: str, cls: type) -> Any:
+        values = raw.get(name) or {}
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{source}: {name}: must be a mapping, got {values!r}")
+        allowed = {f.name: f for f in dataclasses.fields(cls)}
+        _reject_unknown(values, set(allowed), source, f"{name}.")
+        kwargs = {k: _coerce(v, allowed[k].default, source, f"{name}.{k}") for k, v in values.items()}
+        try:
+            return cls(**kwargs)
+        except ValueError as e:  # DataSettings checks its own fields
+            raise ConfigError(f"{source}: {name}: {e}") from None
+
+    config = SweepConfig(
+        name=_string(raw.get("name", "sweep"), source, "name"),
+        output=_string(raw.get("output", "runs"), source, "output"),
+        data=section("data", DataSettings),
+        model=section("model", ModelSettings),
+        space=_parse_space(raw.get("space") or {}, source),
+        budget=section("budget", Budget),
+        asha=section("asha", Asha),
+        searcher=section("searcher", SearcherSettings),
+        resources=section("resources", Resources),
+    )
+    _check_ranges(config, source)
+    return config
+
+
+def _parse_space(space: Any, source: str) -> dict[str, Param]:
+    if not isinstance(space, Mapping):
+        raise ConfigError(f"{source}: space: must be a mapping of hyperparameters")
+    _reject_unknown(space, set(HYPERPARAMETERS), source, "space.")
+    params = {}
+    for name, (_, default) in HYPERPARAMETERS.items():  # a fixed order, whatever the file's
+        spec = space.get(name, default)
+        params[name] = _parse_param(name, spec, source)
+    return params
+
+
+def _parse_param(name: str, spec: Any, source: str) -> Param:
+    key = f"space.{name}"
+    if not isinstance(spec, Mapping):
+        param = Param("fixed", (_number(spec, name, source, key),))
+    else:
+        if len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
+            raise ConfigError(f"{source}: {key}: expected a value or one of "
+                              f"{{{', '.join(k + ': ...' for k in DISTRIBUTIONS)}}}, got {dict(spec)!r}")
+        kind, args = next(iter(spec.items()))
+        if not isinstance(args, list) or not args:
+            raise ConfigError(f"{source}: {key}.{kind}: expected a non-empty list, got {args!r}")
+        args = tuple(_number(a, name, source, f"{key}.{kind}") for a in args)
+        if kind != "choice":
+            if len(args) != 2:
+                raise ConfigError(f"{source}: {key}.{kind}: expected [low, high], got {list(args)}")
+            if args[0] > args[1]:
+                raise ConfigError(f"{source}: {key}.{kind}: low {args[0]} > high {args[1]}: swap them")
+            if kind in ("int", "logint") and name not in INTEGER_PARAMETERS:
+                raise ConfigError(f"{source}: {key}: {name} is not an integer; use uniform or loguniform")
+            if kind in ("uniform", "loguniform") and name in INTEGER_PARAMETERS:
+                raise ConfigError(f"{source}: {key}: {name} is an integer; use int, logint or choice")
+            if kind in ("logint", "loguniform") and args[0] <= 0:
+                raise ConfigError(f"{source}: {key}.{kind}: a log range needs low > 0, got {args[0]}")
+        param = Param(kind, args)
+    for value in param.values():
+        _check_value(name, value, source, key)
+    return param
+
+
+def _number(value: Any, name: str, source: str, key: str) -> Any:
+    # PyYAML reads `1e-3` (no dot) as a string; accept it as the number the user meant.
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ConfigError(f"{source}: {key}: {value!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{source}: {key}: {value!r} is not a finite number")
+    if name in INTEGER_PARAMETERS:
+        if value != int(value):
+            raise ConfigError(f"{source}: {key}: {name} must be an integer, got {value}")
+        value = int(value)
+    return value
+
+
+def _check_value(name: str, value: Any, source: str, key: str) -> None:
+    ok = {
+        "dropout": 0 <= value < 1,
+        "learning_rate": value > 0,
+    }.get(name, value >= 1)
+    if not ok:
+        raise ConfigError(f"{source}: {key}: {value} is out of range: {name} is the {HYPERPARAMETERS[name][0]}")
+
+
+def _check_ranges(config: SweepConfig, source: str) -> None:
+    checks = [
+        (config.budget.num_samples >= 1, "budget.num_samples", config.budget.num_samples, ">= 1"),
+        (config.budget.max_epochs >= 1, "budget.max_epochs", config.budget.max_epochs, ">= 1"),
+        (config.budget.max_concurrent >= 1, "budget.max_concurrent", config.budget.max_concurrent, ">= 1"),
+        (config.asha.grace_period >= 1, "asha.grace_period", config.asha.grace_period, ">= 1"),
+        (config.asha.grace_period <= config.budget.max_epochs, "asha.grace_period", config.asha.grace_period,
+         f"<= budget.max_epochs ({config.budget.max_epochs})"),
+        (config.asha.reduction_factor >= 2, "asha.reduction_factor", config.asha.reduction_factor, ">= 2"),
+        (config.searcher.n_startup_trials >= 1, "searcher.n_startup_trials", config.searcher.n_startup_trials, ">= 1"),
+        (config.resources.cpus_per_trial > 0, "resources.cpus_per_trial", config.resources.cpus_per_trial, "> 0"),
+        (config.resources.gpus_per_trial >= 0, "resources.gpus_per_trial", config.resources.gpus_per_trial, ">= 0"),
+        (config.model.cell in ("lstm", "gru", "rnn"), "model.cell", config.model.cell, "one of lstm, gru, rnn"),
+        (bool(config.name.strip()) and "/" not in config.name, "name", config.name, "a non-empty folder name"),
+    ]
+    for ok, key, value, rule in checks:
+        if not ok:
+            raise ConfigError(f"{source}: {key}: {value!r} must be {rule}")
+
+
+def _coerce(value: Any, default: Any, source: str, key: str) -> Any:
+    """Check a section value against the type of its default: int, float or str."""
+    if isinstance(default, str):
+        return _string(value, source, key)
+    number = _number(value, "", source, key)
+    if type(default) is int:
+        if number != int(number):
+            raise ConfigError(f"{source}: {key}: must be an integer, got {number}")
+        return int(number)
+    return float(number)
+
+
+def _string(value: Any, source: str, key: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ConfigError(f"{source}: {key}: expected a string, got {value!r}")
+    return str(value)
+
+
+def _reject_unknown(values: Mapping, allowed: set[str], source: str, prefix: str) -> None:
+    for key in values:
+        if key not in allowed:
+            raise ConfigError(f"{source}: unknown key {prefix}{key}: expected one of {', '.join(sorted(allowed))}")
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return value
