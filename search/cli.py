@@ -20,7 +20,7 @@ DEFAULT_CONFIG = "quick.yaml"  # in the `sweeps` package
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lstm-sweep", description=__doc__.split("\n")[0].strip("`: "))
+    parser = argparse.ArgumentParser(prog="lstm-sweep", description="Hyperparameter sweeps for LSTM text models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     search = sub.add_parser("search", help="run a hyperparameter sweep (Ray Tune + Optuna TPE + ASHA)")

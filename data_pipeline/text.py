@@ -1,0 +1,105 @@
+"""Special tokens, the sentence cleaner, and the error a bad corpus raises.
+
+The cleaner is the one of the lyricist notebooks (itself the TensorFlow NMT tutorial's
+``preprocess_sentence``), widened from ASCII to every alphabet::
+
+    w = w.lower().strip()
+    w = re.sub(r"([?.!,¿])", r" \\1 ", w)        # a space around each mark
+    w = re.sub(r'[" "]+', " ", w)                # squeeze spaces
+    w = re.sub(r"[^a-zA-Z?.!,¿]+", " ", w)       # anything else becomes ONE space
+    w = "<start> " + w.strip() + " <end>"
+
+Two consequences worth knowing, both kept on purpose to match the notebooks:
+
+* other characters are replaced by a space, not deleted: ``"can't"`` becomes ``"can t"``
+  and ``"@_is"`` becomes ``"is"``;
+* digits are not letters: ``"24 hours"`` becomes ``"hours"``.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+PAD = "<pad>"  # id 0: right padding, masked out of the loss
+UNK = "<unk>"  # id 1: any word outside the vocabulary
+START = "<start>"  # id 2: opens every sentence
+END = "<end>"  # id 3: closes every sentence
+
+# The punctuation marks that survive cleaning, each as a token of its own.
+MARKS = "?.!,¿"
+
+
+class CorpusError(ValueError):
+    """A user error in the data: a missing folder, an empty corpus, settings that keep nothing.
+
+    The message is one line naming the path and what to do, so the command line can print it
+    as it is (exit status 2, no traceback).
+
+    Example:
+        >>> raise CorpusError("data folder /x does not exist: pass --data DIR with .txt files")
+        Traceback (most recent call last):
+        ...
+        data_pipeline.text.CorpusError: data folder /x does not exist: pass --data DIR with .txt files
+    """
+
+
+class _CleaningTable(dict):
+    """``str.translate`` table built on demand: letter -> itself, mark -> ' mark ', other -> ' '.
+
+    Letters are Unicode categories L* (é, ñ, ß, ð ...) and M* (combining accents, Indic vowel
+    signs), so no word is split in the middle. Digits (N*) and '_' (Pc) are not letters.
+    Caching each code point's answer keeps the table small and ``translate`` in C.
+    """
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        if ch in MARKS:
+            value = f" {ch} "
+        elif unicodedata.category(ch)[0] in "LM":
+            value = ch
+        else:
+            value = " "
+        self[code] = value
+        return value
+
+
+_TABLE = _CleaningTable()
+
+
+def clean_line(line: str) -> str | None:
+    """Clean one raw line into ``"<start> words <end>"``, or ``None`` for a line to drop.
+
+    The steps, in order: lowercase; put a space around each of ``? . ! , ¿``; replace every run
+    of other characters (digits, '_', apostrophes, brackets, symbols, whitespace) with a single
+    space; strip; wrap in ``<start>`` / ``<end>``. Text is NFC-normalized first so an accent
+    typed as a separate combining character gives the same word as the precomposed one.
+
+    A line is dropped (``None``) when nothing is left after cleaning, or when the raw line,
+    stripped, ends with ``':'`` -- section labels such as ``"[Chorus:"`` or ``"Verse 1:"``. The
+    notebooks drop such lines whole, even a lyric that merely ends in ``"... Chorus:"``; we do too.
+
+    Args:
+        line: one raw line of text.
+
+    Returns:
+        The cleaned sentence, tokens separated by single spaces, or ``None``.
+
+    Example:
+        >>> clean_line("This @_is ;;;sample        sentence.")
+        '<start> this is sample sentence . <end>'
+        >>> clean_line("¿Qué pasa?")
+        '<start> ¿ qué pasa ? <end>'
+        >>> clean_line("[Chorus:") is None
+        True
+    """
+    if not isinstance(line, str):
+        raise ValueError(f"line={line!r} must be a str")
+    stripped = line.strip()
+    if not stripped or stripped.endswith(":"):
+        return None
+    if not stripped.isascii():
+        stripped = unicodedata.normalize("NFC", stripped)
+    words = stripped.lower().translate(_TABLE).split()
+    if not words:
+        return None
+    return f"{START} {' '.join(words)} {END}"

@@ -1,0 +1,159 @@
+"""The word vocabulary: token <-> id, built by frequency, saved as JSON.
+
+Ids are fixed for the special tokens and then follow frequency::
+
+    0 <pad>   1 <unk>   2 <start>   3 <end>   4.. words by (-count, word)
+
+Ordering by ``(-count, word)`` makes ties independent of hash order, so the same lines give
+the same ids on every machine and every run.
+
+The ids are exactly those of ``keras.layers.TextVectorization(vocabulary=vocab.tokens[2:],
+standardize=None, split="whitespace")``, which puts its own ``''`` at 0 and ``'[UNK]'`` at 1:
+an exported model can take raw cleaned text through such a layer and see the ids it trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .text import END, PAD, START, UNK, CorpusError
+
+SPECIALS = (PAD, UNK, START, END)
+PAD_ID, UNK_ID, START_ID, END_ID = range(4)
+_JSON_FORMAT = "lstm-sweep-vocabulary"
+_JSON_VERSION = 1
+
+
+class Vocabulary:
+    """A fixed list of tokens; a token's id is its index.
+
+    Build one with :meth:`Vocabulary.build` from cleaned lines, or load one with
+    :meth:`Vocabulary.from_json`. A word outside the list encodes to ``<unk>`` (id 1).
+
+    Args:
+        tokens: the tokens by id; must start with ``<pad>, <unk>, <start>, <end>`` and hold no
+            duplicate, no empty string and no whitespace inside a token.
+
+    Example:
+        >>> vocab = Vocabulary.build(["<start> la la love <end>", "<start> love me <end>"], 6)
+        >>> vocab.tokens
+        ['<pad>', '<unk>', '<start>', '<end>', 'la', 'love']
+        >>> vocab.encode("<start> love you <end>")
+        [2, 5, 1, 3]
+        >>> vocab.decode([2, 5, 1, 3, 0, 0])
+        '<start> love <unk> <end>'
+    """
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        tokens = list(tokens)
+        if tuple(tokens[:4]) != SPECIALS:
+            raise ValueError(f"tokens must start with {list(SPECIALS)}, got {tokens[:4]}")
+        for token in tokens:
+            if not isinstance(token, str) or not token or len(token.split()) != 1 or token != token.strip():
+                raise ValueError(f"token {token!r} must be a non-empty str without whitespace")
+        if len(set(tokens)) != len(tokens):
+            duplicates = sorted({t for t in tokens if tokens.count(t) > 1})
+            raise ValueError(f"tokens must be unique, these repeat: {duplicates[:5]}")
+        self.tokens: list[str] = tokens
+        self._ids: dict[str, int] = {token: i for i, token in enumerate(tokens)}
+
+    @classmethod
+    def build(cls, lines: Iterable[str], vocab_size: int) -> Vocabulary:
+        """Keep the ``vocab_size - 4`` most frequent words of ``lines`` after the 4 special tokens.
+
+        Args:
+            lines: cleaned sentences (see :func:`clean_line`); tokens split on whitespace.
+                ``<start>``, ``<end>``, ``<pad>`` and ``<unk>`` in them are not counted: they
+                have fixed ids.
+            vocab_size: the most ids, the 4 special tokens included; >= 4. The vocabulary is
+                smaller when the lines hold fewer distinct words.
+
+        Example:
+            >>> len(Vocabulary.build(["<start> a b c d e <end>"], vocab_size=6))
+            6
+        """
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 4:
+            raise ValueError(f"vocab_size={vocab_size!r} must be an int >= 4 "
+                             f"(the 4 special tokens {list(SPECIALS)} included)")
+        if isinstance(lines, str):
+            raise ValueError("lines must be an iterable of sentences, not one str")
+        counts = Counter(token for line in lines for token in line.split())
+        for special in SPECIALS:
+            counts.pop(special, None)
+        words = sorted(counts, key=lambda w: (-counts[w], w))[: vocab_size - len(SPECIALS)]
+        return cls([*SPECIALS, *words])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.tokens == other.tokens
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({len(self)} tokens: {' '.join(self.tokens[4:9])} ...)"
+
+    def id_of(self, token: str) -> int:
+        """The id of ``token``; 1 (``<unk>``) for a token outside the vocabulary."""
+        return self._ids.get(token, UNK_ID)
+
+    def encode(self, line: str) -> list[int]:
+        """Ids of the whitespace-separated tokens of ``line`` (a cleaned sentence); no padding."""
+        if not isinstance(line, str):
+            raise ValueError(f"line={line!r} must be a str")
+        ids = self._ids
+        return [ids.get(token, UNK_ID) for token in line.split()]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Tokens of ``ids`` joined by spaces, padding (id 0) skipped."""
+        size = len(self.tokens)
+        out = []
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < size:
+                raise ValueError(f"id {i} is outside the vocabulary [0, {size})")
+            if i != PAD_ID:
+                out.append(self.tokens[i])
+        return " ".join(out)
+
+    def to_json(self, path: str | Path) -> None:
+        """Write the tokens to ``path`` as JSON, atomically (temporary file, then rename).
+
+        Example:
+            >>> vocab.to_json("export/vocab.json")  # doctest: +SKIP
+            >>> Vocabulary.from_json("export/vocab.json") == vocab  # doctest: +SKIP
+            True
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"format": _JSON_FORMAT, "version": _JSON_VERSION, "tokens": self.tokens},
+                          ensure_ascii=False, indent=0)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Vocabulary:
+        """Load a vocabulary written by :meth:`to_json`.
+
+        Raises:
+            CorpusError: the file is missing or is not a vocabulary written by ``to_json``.
+        """
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("format") != _JSON_FORMAT or raw.get("version") != _JSON_VERSION:
+                raise ValueError(f"format/version is {raw.get('format')!r}/{raw.get('version')!r}")
+            return cls(raw["tokens"])
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+            raise CorpusError(f"cannot load the vocabulary {path}: {e}: "
+                              "pass the vocab.json written next to the exported model") from None

@@ -1,0 +1,218 @@
+"""``val_loss.png``: every trial's validation curve on one plot, readable at 50 trials.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, never ``pyplot``: no global
+figure registry to leak into, no display needed, and safe to call from several threads.
+"""
+
+from __future__ import annotations
+
+import math
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Collection, Sequence
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from results.io import atomic_write_bytes
+from results.records import TrialRecord, epoch_numbers, metric_values, rank_records, status_counts
+
+# Legend prefixes for known hyperparameters: e32 h64 l1 d0.10 lr3e-3 b64. Any other parameter
+# is shown as name=value.
+LABEL_PREFIXES = {
+    "embedding_size": "e",
+    "hidden_size": "h",
+    "num_layers": "l",
+    "dropout": "d",
+    "learning_rate": "lr",
+    "batch_size": "b",
+}
+DPI = 120
+AXES_WIDTH_IN = 7.0  # the curves keep this width; the legend adds its own to the figure
+WORST_COLOUR = 0.9  # viridis from 0 (best, dark purple) to 0.9: its last tenth is too pale to read
+
+
+def plot_val_loss(records: Sequence[TrialRecord], path: str | Path | None = None, metric: str = "val_loss",
+                  mode: str = "min") -> Figure:
+    """One curve of ``metric`` per epoch for every trial that reported an epoch.
+
+    Each curve is labelled with the trial's best value and its parameters, e.g.
+    ``4.123  e32 h64 l1 d0.10 lr3.2e-3 b64``; the legend, outside the axes on the right, lists
+    trials best first, and colour follows the same rank (viridis, dark = best). The best trial
+    is drawn thicker, on top, with a star at its best epoch; an early-stopped trial ends in an
+    ``x``; a trial that failed after some epochs is dotted. Trials with no epoch are not drawn
+    but are counted in the title ("12 trials, 3 early-stopped, 1 failed"). The main axes hold
+    exactly one line per drawn trial (markers are part of that line).
+
+    Args:
+        records: the sweep's trials.
+        path: if given, the figure is saved there as PNG (dpi 120), atomically.
+        metric: the history column to plot.
+        mode: ``"min"`` if lower ``metric`` is better, ``"max"`` if higher; sets the ranking.
+
+    Example:
+        >>> figure = plot_val_loss(records, "runs/quick/val_loss.png")  # doctest: +SKIP
+        >>> len(figure.axes[0].get_lines()) == sum(r.epochs > 0 for r in records)  # doctest: +SKIP
+        True
+    """
+    if path is not None and not isinstance(path, (str, Path)):
+        raise ValueError(f"path={path!r} must be a str or Path of the PNG to write, or None")
+    ranked = rank_records(records, metric, mode)  # checks records, metric and mode
+    drawn = [(record, best, epoch) for record, best, epoch in ranked if record.epochs > 0]
+    labels = _labels(drawn)
+    font_size, columns = _legend_layout(len(drawn))
+    figure = Figure(figsize=_figure_size(labels, font_size, columns), dpi=DPI, layout="constrained")
+    ax = figure.add_subplot()
+
+    colours = colormaps["viridis"](np.linspace(0.0, WORST_COLOUR, max(len(drawn), 2)))
+    for rank, ((record, best, best_epoch), label) in enumerate(zip(drawn, labels)):
+        ax.plot(epoch_numbers(record), metric_values(record, metric), label=label, color=colours[rank],
+                **_line_style(record, rank, len(drawn), is_best=rank == 0 and math.isfinite(best),
+                              best_epoch=best_epoch))
+
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.grid(True, alpha=0.3)
+    if drawn:
+        _robust_limits(ax, drawn, metric, mode)
+    ax.set_title(_title([record for record, _, _ in ranked], drawn, metric), fontsize=10)
+    if drawn:
+        # Outside the axes, so 50 entries never cover a curve; constrained layout makes room.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=font_size,
+                  ncols=columns, frameon=False, handlelength=1.6, columnspacing=1.0,
+                  title=f"best {metric} · params", title_fontsize=font_size + 0.5)
+    else:
+        ax.text(0.5, 0.5, f"no trial reported {metric}", transform=ax.transAxes, ha="center", va="center",
+                color="0.4")
+        ax.set_xticks([])
+        ax.set_yticks([])  # ticks of an empty plot would suggest a scale the sweep never had
+
+    if path is not None:
+        buffer = BytesIO()
+        figure.savefig(buffer, format="png", dpi=DPI)
+        atomic_write_bytes(path, buffer.getvalue())
+    return figure
+
+
+def format_params(params: dict[str, Any], exponent: Collection[str] = ()) -> str:
+    """Parameters in a compact form: ``e32 h64 l1 d0.10 lr3e-3 b64``; unknown ones as ``name=value``.
+
+    Parameters named in ``exponent`` are always written as ``3.2e-3`` (so one legend never
+    mixes ``lr0.012`` and ``lr3.2e-3``); other very small or large numbers are too.
+
+    Example:
+        >>> format_params({"hidden_size": 64, "learning_rate": 0.0032, "dropout": 0.1, "cell": "gru"})
+        'h64 lr3.2e-3 d0.10 cell=gru'
+    """
+    parts = []
+    for name, value in params.items():
+        prefix = LABEL_PREFIXES.get(name)
+        text = _compact(value, name in exponent)
+        parts.append(f"{prefix}{text}" if prefix is not None else f"{name}={text}")
+    return " ".join(parts)
+
+
+def _labels(drawn: list) -> list[str]:
+    """``<best value>  <params>`` per drawn trial, each part formatted alike across trials."""
+    exponent = set()
+    for record, _, _ in drawn:
+        exponent.update(name for name, value in record.params.items() if _needs_exponent(value))
+    bests = [best for _, best, _ in drawn if math.isfinite(best)]
+    spec = "{:.3f}" if all(1e-2 <= abs(b) < 1e4 for b in bests) else "{:.3e}"
+    return [f"{spec.format(best) if math.isfinite(best) else 'n/a'}  {format_params(record.params, exponent)}"
+            for record, best, _ in drawn]
+
+
+def _needs_exponent(value: Any) -> bool:
+    return (isinstance(value, (float, np.floating)) and math.isfinite(value) and value != 0
+            and (abs(value) < 1e-2 or abs(value) >= 1e5))
+
+
+def _compact(value: Any, exponent: bool = False) -> str:
+    """A number in few characters: 64, 0.10, 0.125, 3e-3, 3.2e-3, 1.5e5; anything else as str()."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and (exponent or _needs_exponent(value)):
+        mantissa, power = f"{value:.1e}".split("e")
+        return f"{mantissa.removesuffix('.0')}e{int(power)}"  # 3.0e-03 -> 3e-3
+    if value == round(value) and abs(value) >= 1:
+        return str(int(value))
+    return f"{value:.2f}" if round(value, 2) == value else f"{value:.3g}"
+
+
+def _robust_limits(ax: Any, drawn: list, metric: str, mode: str) -> None:
+    """Cap the y axis when a few diverged epochs would squash every other curve flat.
+
+    For ``mode="min"`` the cap sits above the 90th percentile of all values by half the
+    spread below it, so ordinary first epochs stay in view (mirrored for ``"max"``); curves
+    beyond it leave the edge, their legend entries stay.
+    """
+    values = np.concatenate([metric_values(record, metric) for record, _, _ in drawn])
+    values = values[np.isfinite(values)]
+    if len(values) < 10:
+        return
+    low, high = values.min(), values.max()
+    if mode == "min":
+        q90 = np.quantile(values, 0.9)
+        cap = q90 + 0.5 * (q90 - low)
+        if high > cap > low:
+            ax.set_ylim(low - 0.05 * (cap - low), cap)
+    else:
+        q10 = np.quantile(values, 0.1)
+        floor = q10 - 0.5 * (high - q10)
+        if low < floor < high:
+            ax.set_ylim(floor, high + 0.05 * (high - floor))
+
+
+def _line_style(record: TrialRecord, rank: int, count: int, is_best: bool, best_epoch: int | None) -> dict:
+    # Better trials sit above worse ones; the best above all, so it is never hidden.
+    style: dict[str, Any] = {"linewidth": 1.1, "alpha": 0.85, "zorder": 2 + (count - rank) / max(count, 1)}
+    if record.status == "failed":
+        style["linestyle"] = ":"
+    epochs = epoch_numbers(record)
+    if is_best:
+        where = int(np.flatnonzero(epochs == best_epoch)[0]) if best_epoch in epochs else 0
+        style.update(linewidth=2.8, alpha=1.0, zorder=4, marker="*", markersize=11, markevery=[where])
+    elif record.status == "early_stopped":
+        style.update(marker="x", markersize=5, markevery=[len(epochs) - 1])
+    elif len(epochs) == 1:
+        style.update(marker="o", markersize=3)  # one point draws no line: show it as a dot
+    return style
+
+
+def _title(records: Sequence[TrialRecord], drawn: list, metric: str) -> str:
+    counts = status_counts(records)
+    parts = [f"{len(records)} trial{'s' if len(records) != 1 else ''}"]
+    parts += [f"{n} {status.replace('_', '-')}" for status, n in counts.items() if status != "completed"]
+    title = f"{metric} per epoch: " + ", ".join(parts)
+    hidden = len(records) - len(drawn)
+    if not drawn and records:
+        title += f"\nno trial reported {metric}"
+    elif hidden:
+        title += f" ({hidden} without epochs not drawn)"
+    return title
+
+
+def _legend_layout(count: int) -> tuple[float, int]:
+    """Legend font size (points) and columns: smaller type and a second column past 28 trials."""
+    font_size = 8.0 if count <= 10 else max(5.5, 8.0 - (count - 10) * 2.5 / 40)
+    return font_size, (1 if count <= 28 else 2)
+
+
+def _figure_size(labels: list[str], font_size: float, columns: int) -> tuple[float, float]:
+    """Inches: the axes' fixed width plus the legend's estimated width; tall enough for its rows."""
+    if not labels:
+        return AXES_WIDTH_IN + 1.0, 4.8
+    rows = math.ceil(len(labels) / columns)
+    char_in = 0.6 * font_size / 72  # an average character is about 0.6 em wide
+    legend_width = columns * (max(len(label) for label in labels) * char_in + 0.5)
+    height = rows * 1.8 * font_size / 72 + 1.2  # row pitch: text plus label spacing
+    return min(AXES_WIDTH_IN + 0.8 + legend_width, 18.0), min(max(height, 4.8), 12.0)
