@@ -20,7 +20,8 @@ HISTORY_COLUMNS = {"epoch": "epoch", "loss": "loss", "val_loss": "val_loss",
 
 
 def load_experiment(experiment_dir: str | Path, max_epochs: int) -> list[TrialRecord]:
-    """One :class:`TrialRecord` per trial of the Ray Tune experiment in ``experiment_dir``.
+    """One :class:`TrialRecord` per trial of the Ray Tune experiment in ``experiment_dir``,
+    in the order the trials were proposed.
 
     A trial's status is ``failed`` when Ray recorded an error, ``completed`` when it
     reported ``max_epochs`` epochs, and ``early_stopped`` when it ended sooner (ASHA
@@ -38,7 +39,14 @@ def load_experiment(experiment_dir: str | Path, max_epochs: int) -> list[TrialRe
     analysis = ExperimentAnalysis(str(experiment_dir))
     frames = analysis.trial_dataframes
     return [_record(trial, frames.get(trial.trial_id, pd.DataFrame()), max_epochs)
-            for trial in sorted(analysis.trials, key=lambda t: t.trial_id)]
+            for trial in sorted(analysis.trials, key=_start_order)]
+
+
+def _start_order(trial: Any) -> tuple[int, str]:
+    # Tune tags trials "<n>_<params>" in the order the searcher proposed them; the trial
+    # ids themselves are random, so they would shuffle the rows from one run to the next.
+    number = str(getattr(trial, "experiment_tag", "")).split("_", 1)[0]
+    return (int(number) if number.isdigit() else 1 << 30, trial.trial_id)
 
 
 def _record(trial: Any, frame: pd.DataFrame, max_epochs: int) -> TrialRecord:

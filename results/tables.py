@@ -91,7 +91,8 @@ def curves_table(records: Sequence[TrialRecord]) -> pd.DataFrame:
 
     Columns: ``trial_id, epoch, loss, val_loss, val_loss_padded, seconds``, then any other
     numeric history column (in the order first met). A trial without epochs adds no row, so
-    the row count is the total number of epochs reported. Sorted by ``trial_id``, then epoch.
+    the row count is the total number of epochs reported. Trials keep the order of
+    ``records`` (the order Tune proposed them), each with its epochs ascending.
 
     Example:
         >>> curves = curves_table(records)  # doctest: +SKIP
@@ -100,7 +101,7 @@ def curves_table(records: Sequence[TrialRecord]) -> pd.DataFrame:
     records = check_records(records)
     frames = []
     others: list[str] = []
-    for record in records:
+    for order, record in enumerate(records):
         history = record.history
         if not len(history):
             continue
@@ -108,17 +109,18 @@ def curves_table(records: Sequence[TrialRecord]) -> pd.DataFrame:
         numeric = [c for c in history.columns if c not in HISTORY_COLUMNS and pd.api.types.is_numeric_dtype(history[c])]
         others += [c for c in numeric if c not in others and c != "trial_id"]
         frame = history.reindex(columns=[c for c in history.columns if c in HISTORY_COLUMNS or c in numeric])
-        frame = frame.assign(trial_id=record.trial_id)
-        frames.append(frame)
+        frames.append(frame.assign(trial_id=record.trial_id, _order=order))
     columns = ["trial_id", *HISTORY_COLUMNS, *others]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="str" if c == "trial_id" else "float64") for c in columns})
-    curves = pd.concat(frames, ignore_index=True).reindex(columns=columns)
+    # Trials keep the order they were given in (the order they were started), epochs ascend.
+    curves = pd.concat(frames, ignore_index=True).sort_values(["_order", "epoch"], kind="stable")
+    curves = curves.reindex(columns=columns).reset_index(drop=True)
     for column in columns[1:]:
         curves[column] = pd.to_numeric(curves[column], errors="coerce")
     if curves["epoch"].notna().all():
         curves["epoch"] = curves["epoch"].astype("int64")
-    return curves.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
+    return curves
 
 
 def best_trial(records: Sequence[TrialRecord], metric: str = "val_loss", mode: str = "min") -> TrialRecord:
