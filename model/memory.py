@@ -32,6 +32,9 @@ PRECISIONS = {"float32": 4, "mixed_float16": 2}  # bytes per activation value
 # Calibration (bench/memory.py fits these against measured peaks; see BENCHMARKS.md).
 WORKSPACE_BYTES = 64 * 2**20  # framework constant: kernels, allocator slack, input pipeline
 WORKSPACE_SHARE = 0.25  # extra activation-sized temporaries (gradient buffers in flight)
+# A trial process's own resident memory before its model exists (Python, TensorFlow, Ray, the
+# token arrays); reserved on top of the predicted peak. Provisional until bench/memory.py measures it.
+PROCESS_BASELINE_BYTES = 1024 * 2**20
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,19 @@ from results.records import TrialRecord
 # Columns of a trial's history, from what the trainable reports each epoch.
 HISTORY_COLUMNS = {"epoch": "epoch", "loss": "loss", "val_loss": "val_loss",
                    "val_loss_padded": "val_loss_padded", "epoch_seconds": "seconds"}
+# Per-trial figures of the memory model and the OOM safety net, from the trial's last report.
+MEMORY_COLUMNS = ("batch_size_requested", "batch_size_used", "predicted_peak_mb", "measured_peak_mb",
+                  "budget_mb", "gpu_share", "oom_retries")
 
 
 def load_experiment(experiment_dir: str | Path, max_epochs: int) -> list[TrialRecord]:
     """One :class:`TrialRecord` per trial of the Ray Tune experiment in ``experiment_dir``,
     in the order the trials were proposed.
 
-    A trial's status is ``failed`` when Ray recorded an error, ``completed`` when it
-    reported ``max_epochs`` epochs, and ``early_stopped`` when it ended sooner (ASHA
-    stopped it).
+    A trial's status is ``infeasible`` when it reported that it fits in memory at no batch
+    size (it never trained), ``failed`` when Ray recorded an error or the trial gave up after
+    out-of-memory errors, ``completed`` when it reported ``max_epochs`` epochs, and
+    ``early_stopped`` when it ended sooner (ASHA stopped it).
 
     Example:
         >>> records = load_experiment("runs/quick-20261122-101500/ray", max_epochs=4)  # doctest: +SKIP
@@ -53,8 +57,16 @@ def _record(trial: Any, frame: pd.DataFrame, max_epochs: int) -> TrialRecord:
     history = _history(frame)
     epochs = len(history)
     error = _error_line(trial)
+    last = frame.iloc[-1] if len(frame) else pd.Series(dtype=object)
+    outcome = str(last.get("outcome", "") or "") if len(frame) else ""
+    if outcome == "nan":
+        outcome = ""
     if trial.status == "ERROR":
         status = "failed"
+    elif outcome == "infeasible":
+        status, error = "infeasible", str(last.get("reason", ""))
+    elif outcome == "out_of_memory":
+        status, error = "failed", str(last.get("reason", ""))
     elif epochs >= max_epochs:
         status = "completed"
     elif trial.status == "TERMINATED":
@@ -62,7 +74,6 @@ def _record(trial: Any, frame: pd.DataFrame, max_epochs: int) -> TrialRecord:
     else:  # PENDING / RUNNING / PAUSED: the driver stopped before the trial ended
         status = "failed"
         error = error or f"unfinished ({trial.status.lower()}) when the sweep stopped"
-    last = frame.iloc[-1] if len(frame) else {}
     return TrialRecord(
         trial_id=trial.trial_id,
         status=status,
@@ -71,12 +82,14 @@ def _record(trial: Any, frame: pd.DataFrame, max_epochs: int) -> TrialRecord:
         seconds=float(last.get("time_total_s", 0.0)) if len(frame) else 0.0,
         node=str(last.get("node", "")) if len(frame) else "",
         error=error,
+        extra={c: last[c] for c in MEMORY_COLUMNS if c in last.index and pd.notna(last[c])},
     )
 
 
 def _history(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty or "val_loss" not in frame:
         return pd.DataFrame(columns=list(HISTORY_COLUMNS.values()))
+    frame = frame[frame["epoch"] >= 1] if "epoch" in frame else frame  # an infeasible trial's report
     history = frame[[c for c in HISTORY_COLUMNS if c in frame]].rename(columns=HISTORY_COLUMNS)
     # A trial restored from a checkpoint may repeat an epoch it had reported before the
     # crash; the later report is the one its checkpoint continues from.

@@ -5,7 +5,7 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
     name: quick                 # run folder prefix under `output`
     output: runs                # where run folders go
     data:     {path, vocab_size, max_tokens, val_fraction, seed, builtin_lines}
-    model:    {cell}            # lstm | gru | rnn
+    model:    {cell, precision} # lstm | gru | rnn; float32 | mixed_float16
     space:                      # each hyperparameter: a fixed value or one distribution
       embedding_size: {choice: [16, 32, 64]}
       hidden_size:    {logint: [32, 256]}     # integers, log-uniform, bounds included
@@ -16,7 +16,8 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
     budget:   {num_samples, max_epochs, max_concurrent}
     asha:     {grace_period, reduction_factor}
     searcher: {seed, n_startup_trials}
-    resources: {cpus_per_trial, gpus_per_trial}
+    resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid,
+                trial_memory_gb, min_batch_size, max_oom_retries}
 
 Every problem raises :class:`ConfigError` with the file, the key and what to do.
 """
@@ -40,9 +41,11 @@ HYPERPARAMETERS: dict[str, tuple[str, Any]] = {
     "num_layers": ("stacked recurrent layers, >= 1", 1),
     "dropout": ("dropout after each recurrent layer, in [0, 1)", 0.0),
     "learning_rate": ("Adam step size, > 0", 1e-3),
-    "batch_size": ("sentences per training batch, >= 1", 64),
+    "batch_size": ("sentences per training batch, >= 1 (cut to what fits in memory)", 64),
+    # Optional: searching the vocabulary cap re-tokenizes the corpus per value (cached).
+    "vocab_size": ("vocabulary cap, <pad> <unk> <start> <end> included, >= 8", None),
 }
-INTEGER_PARAMETERS = {"embedding_size", "hidden_size", "num_layers", "batch_size"}
+INTEGER_PARAMETERS = {"embedding_size", "hidden_size", "num_layers", "batch_size", "vocab_size"}
 DISTRIBUTIONS = ("choice", "int", "logint", "uniform", "loguniform")
 
 
@@ -105,13 +108,22 @@ class SearcherSettings:
 
 @dataclass(frozen=True)
 class Resources:
+    """What each trial gets. Batch sizes and GPU shares are cut by the memory model
+    (``model.memory``, ``search.resources``) so that no trial runs out of memory."""
+
     cpus_per_trial: float = 1.0  # CPUs Ray reserves per trial; TensorFlow gets that many threads
-    gpus_per_trial: float = 0.0  # GPUs (or a fraction) per trial
+    gpus_per_trial: float = 0.0  # 0: CPU only; else the most of one GPU a trial may get, in (0, 1]
+    gpu_memory_gb: float = 0.0  # memory of each GPU; 0: read it from nvidia-smi on this machine
+    gpu_share_grid: int = 8  # GPU shares are rounded up to multiples of 1/gpu_share_grid
+    trial_memory_gb: float = 0.0  # per-trial memory budget; 0: the GPU share, or a CPU's share of host memory
+    min_batch_size: int = 8  # a config that does not fit at this batch is `infeasible`
+    max_oom_retries: int = 3  # out-of-memory errors a trial survives by halving its batch
 
 
 @dataclass(frozen=True)
 class ModelSettings:
     cell: str = "lstm"  # lstm | gru | rnn
+    precision: str = "float32"  # float32 | mixed_float16 (GPUs: half-size activations)
 
 
 @dataclass(frozen=True)
@@ -219,6 +231,8 @@ def _parse_space(space: Any, source: str) -> dict[str, Param]:
     _reject_unknown(space, set(HYPERPARAMETERS), source, "space.")
     params = {}
     for name, (_, default) in HYPERPARAMETERS.items():  # a fixed order, whatever the file's
+        if default is None and name not in space:
+            continue  # optional and absent: data.vocab_size applies
         spec = space.get(name, default)
         params[name] = _parse_param(name, spec, source)
     return params
@@ -273,6 +287,7 @@ def _check_value(name: str, value: Any, source: str, key: str) -> None:
     ok = {
         "dropout": 0 <= value < 1,
         "learning_rate": value > 0,
+        "vocab_size": value >= 8,
     }.get(name, value >= 1)
     if not ok:
         raise ConfigError(f"{source}: {key}: {value} is out of range: {name} is the {HYPERPARAMETERS[name][0]}")
@@ -289,7 +304,17 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
         (config.asha.reduction_factor >= 2, "asha.reduction_factor", config.asha.reduction_factor, ">= 2"),
         (config.searcher.n_startup_trials >= 1, "searcher.n_startup_trials", config.searcher.n_startup_trials, ">= 1"),
         (config.resources.cpus_per_trial > 0, "resources.cpus_per_trial", config.resources.cpus_per_trial, "> 0"),
-        (config.resources.gpus_per_trial >= 0, "resources.gpus_per_trial", config.resources.gpus_per_trial, ">= 0"),
+        (0 <= config.resources.gpus_per_trial <= 1, "resources.gpus_per_trial", config.resources.gpus_per_trial,
+         "between 0 and 1 (a trial trains on one GPU at most)"),
+        (config.resources.gpu_memory_gb >= 0, "resources.gpu_memory_gb", config.resources.gpu_memory_gb, ">= 0"),
+        (config.resources.gpu_share_grid >= 1, "resources.gpu_share_grid", config.resources.gpu_share_grid, ">= 1"),
+        (config.resources.trial_memory_gb >= 0, "resources.trial_memory_gb", config.resources.trial_memory_gb,
+         ">= 0 (0: automatic)"),
+        (config.resources.min_batch_size >= 1, "resources.min_batch_size", config.resources.min_batch_size, ">= 1"),
+        (config.resources.max_oom_retries >= 0, "resources.max_oom_retries", config.resources.max_oom_retries,
+         ">= 0"),
+        (config.model.precision in ("float32", "mixed_float16"), "model.precision", config.model.precision,
+         "float32 or mixed_float16"),
         (config.model.cell in ("lstm", "gru", "rnn"), "model.cell", config.model.cell, "one of lstm, gru, rnn"),
         (bool(config.name.strip()) and "/" not in config.name, "name", config.name, "a non-empty folder name"),
     ]

@@ -13,11 +13,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from search.config import SweepConfig
+
+if TYPE_CHECKING:  # importing search.resources loads TensorFlow: not before a user error is found
+    from search.resources import TrialSizer
 
 log = logging.getLogger("lstm_sweep.search")
 
@@ -48,7 +51,7 @@ def new_run_dir(config: SweepConfig, name: str | None = None) -> Path:
     return run_dir
 
 
-def start_ray(address: str | None = None, num_cpus: int | None = None,
+def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
               include_dashboard: bool = True) -> str | None:
     """Connect to the cluster at ``address``, or start a local Ray bound to 127.0.0.1.
 
@@ -71,6 +74,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
         return _dashboard_url(context)
     context = ray.init(
         num_cpus=num_cpus,
+        num_gpus=num_gpus,
         include_dashboard=include_dashboard,
         dashboard_host="127.0.0.1",
         configure_logging=False,
@@ -89,8 +93,14 @@ def _dashboard_url(context: Any) -> str | None:
     return url if url.startswith("http") else f"http://{url}"
 
 
-def build_tuner(config: SweepConfig, run_dir: Path):
-    """The Ray Tune ``Tuner`` for ``config``, storing its experiment in ``run_dir/ray``."""
+def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
+                trial_options: dict[str, Any] | None = None):
+    """The Ray Tune ``Tuner`` for ``config``, storing its experiment in ``run_dir/ray``.
+
+    ``sizer`` gives each trial its resources (``tune.with_resources`` with a function of the
+    trial's config) and its batch; ``trial_options`` are further keyword arguments of
+    :func:`search.trainable.train_trial`.
+    """
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
@@ -99,8 +109,8 @@ def build_tuner(config: SweepConfig, run_dir: Path):
     from search.trainable import train_trial, trial_arguments
 
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial, **trial_arguments(config)),
-        {"cpu": config.resources.cpus_per_trial, "gpu": config.resources.gpus_per_trial},
+        tune.with_parameters(train_trial, **trial_arguments(config, sizer), **(trial_options or {})),
+        sizer.placement,
     )
     sampler = optuna.samplers.TPESampler(seed=config.searcher.seed,
                                          n_startup_trials=config.searcher.n_startup_trials)
@@ -131,7 +141,8 @@ def build_tuner(config: SweepConfig, run_dir: Path):
 
 
 def run_sweep(config: SweepConfig, name: str | None = None, address: str | None = None,
-              num_cpus: int | None = None) -> SweepOutcome:
+              num_cpus: int | None = None, num_gpus: int | None = None,
+              trial_options: dict[str, Any] | None = None) -> SweepOutcome:
     """Run the whole sweep in a new run folder ``<output>/<name>`` and write its results there.
 
     Args:
@@ -139,6 +150,8 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         name: the run folder's name; by default the config's name and the date and time.
         address: an existing Ray cluster to join; None starts a local Ray on 127.0.0.1.
         num_cpus: CPUs of a local Ray (default: all of the machine's).
+        num_gpus: GPUs of a local Ray (default: those it finds).
+        trial_options: further keyword arguments of :func:`search.trainable.train_trial`.
 
     Example:
         >>> outcome = run_sweep(load_config("sweeps/quick.yaml"))  # doctest: +SKIP
@@ -149,19 +162,24 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
     from results import atomic_write_text, load_experiment, write_results
 
     prepared = prepare(config.data)  # a bad corpus fails here, before anything is written
-    run_dir = new_run_dir(config, name)
-    print(f"run folder: {run_dir}")
-    atomic_write_text(run_dir / "sweep.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    from search.resources import make_sizer, ray_nodes  # loads TensorFlow
     s = prepared.stats
     print(f"data: {s['raw_lines']} lines, {s['kept']} kept at <= {config.data.max_tokens} tokens "
           f"({s['dropped_too_long']} longer dropped), {s['train']} train / {s['val']} val, "
           f"vocabulary {len(prepared.vocab)}")
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local Ray workers
-    dashboard = start_ray(address, num_cpus=num_cpus)
+    # Checkpointing every epoch is what we want; Tune's warning about it is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    dashboard = start_ray(address, num_cpus=num_cpus, num_gpus=num_gpus)
     if dashboard:
         print(f"Ray dashboard: {dashboard}")
-    build_tuner(config, run_dir).fit()
+    sizer = make_sizer(config, len(prepared.vocab), ray_nodes())  # may refuse the config, still unwritten
+
+    run_dir = new_run_dir(config, name)
+    print(f"run folder: {run_dir}")
+    atomic_write_text(run_dir / "sweep.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    build_tuner(config, run_dir, sizer, trial_options).fit()
 
     records = load_experiment(run_dir / EXPERIMENT_DIR, config.budget.max_epochs)
     paths = write_results(run_dir, records, metric=METRIC, mode=MODE)

@@ -1,105 +1,218 @@
 """The Ray Tune trainable: one trial = one model trained epoch by epoch, reported to Tune.
 
 Thin on purpose: it wires a config to ``data_pipeline`` and ``model`` and reports to Ray.
-Each epoch it reports ``val_loss`` (what ASHA and the searcher read) with a checkpoint of
-the whole Keras model (weights and optimizer state), so ASHA can stop it between epochs
-and a trial whose worker died resumes where it was, not from epoch 0.
+
+1. Plan: the trial's batch is cut to what fits its memory budget (``search.resources``); a
+   config that fits at no batch reports ``outcome: infeasible`` and ends before training.
+2. On a GPU, TensorFlow is capped at the trial's share of it.
+3. Each epoch it reports ``val_loss`` (what ASHA and the searcher read) with a checkpoint of
+   the whole Keras model (weights and optimizer state), so ASHA can stop it between epochs
+   and a trial whose worker died resumes where it was, not from epoch 0.
+4. Safety net: an out-of-memory error halves the batch, rebuilds the input pipeline and goes
+   on from the last epoch's checkpoint, at most ``max_oom_retries`` times.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
+import math
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import keras
 import ray
+import tensorflow as tf
 from ray import tune
 
 from data_pipeline import DataSettings, lm_dataset, prepare
 from model import (build_language_model, compile_language_model, configure_threads,
                    fit_language_model, set_seed)
+from model.devices import PeakMemory, configure_gpu
+from search.resources import TrialSizer
 
 CHECKPOINT_FILE = "model.keras"
-EPOCH_FILE = "epoch"
+STATE_FILE = "state.json"  # epoch, batch size and OOM retries, beside the model
+OUT_OF_MEMORY = (tf.errors.ResourceExhaustedError, MemoryError)
 
 
 def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int, seed: int,
-                cell: str = "lstm", threads: int = 1) -> None:
+                sizer: TrialSizer, cell: str = "lstm", precision: str = "float32",
+                max_oom_retries: int = 3, inject_oom_above: int = 0, inject_oom_from_epoch: int = 0) -> None:
     """Train one configuration; used as ``tune.with_parameters(train_trial, ...)``.
 
     Args:
         config: the trial's hyperparameters (``embedding_size``, ``hidden_size``,
-            ``num_layers``, ``dropout``, ``learning_rate``, ``batch_size``), from Tune.
+            ``num_layers``, ``dropout``, ``learning_rate``, ``batch_size``, maybe
+            ``vocab_size``), from Tune.
         data: ``DataSettings`` fields; the tokenized arrays come from the node's cache.
         max_epochs: the last epoch, when ASHA lets the trial run to the end.
         seed: seeds weights and shuffling, so the same config trains the same way.
+        sizer: plans the trial's batch and memory (the same object Ray sized it with).
         cell: the recurrent cell (``lstm``, ``gru``, ``rnn``).
-        threads: TensorFlow threads, the number of CPUs Ray granted the trial.
+        precision: ``float32``, or ``mixed_float16`` on a GPU.
+        max_oom_retries: out-of-memory errors survived by halving the batch.
+        inject_oom_above, inject_oom_from_epoch: tests only: raise an out-of-memory error in
+            every training step with a batch larger than ``inject_oom_above`` from epoch
+            ``inject_oom_from_epoch`` (0-based) on.
     """
-    configure_threads(max(1, int(threads)))
-    set_seed(seed)
-    prepared = prepare(DataSettings(**data))
-    batch_size = int(config["batch_size"])
-    train_ds = lm_dataset(prepared.train, batch_size, shuffle=True, seed=seed)
-    val_ds = lm_dataset(prepared.val, batch_size, shuffle=False)
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint is noise
+    plan = sizer.plan(config)
+    if not plan.feasible:
+        # The searcher reads an infinite loss as "do not come back here"; nothing is trained.
+        tune.report({**plan.metrics(), "epoch": 0, "val_loss": math.inf, "oom_retries": 0,
+                     "outcome": "infeasible", "reason": plan.reason, "node": _node()})
+        return
 
-    initial_epoch = 0
+    configure_threads(max(1, int(plan.cpu)))
+    on_gpu = configure_gpu(plan.budget_bytes if plan.gpu and plan.gpu < 1 else None)
+    if precision == "mixed_float16" and on_gpu:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    set_seed(seed)
+    settings = DataSettings(**{**data, "vocab_size": int(config.get("vocab_size", data["vocab_size"]))})
+    prepared = prepare(settings)
+    meter = PeakMemory()
+
+    state = {"epoch": 0, "batch_size": plan.batch_size_used, "oom_retries": 0}
+    model = None
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            model = keras.models.load_model(Path(folder) / CHECKPOINT_FILE)
-            initial_epoch = int((Path(folder) / EPOCH_FILE).read_text())
-    else:
-        model = build_language_model(
-            vocab_size=len(prepared.vocab),
-            embedding_size=int(config["embedding_size"]),
-            hidden_size=int(config["hidden_size"]),
-            num_layers=int(config["num_layers"]),
-            dropout=float(config["dropout"]),
-            cell=cell,
-        )
-        compile_language_model(model, float(config["learning_rate"]))
-    if initial_epoch >= max_epochs:
-        return
-
-    node = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
-    fit_language_model(model, train_ds, val_ds, epochs=max_epochs, initial_epoch=initial_epoch,
-                       callbacks=[_ReportToTune(node=node, batch_size=batch_size)])
+            model, state = _load(Path(folder))
+    reporter = _ReportToTune(plan, meter, state)
+    try:
+        while state["epoch"] < max_epochs:
+            if model is None:
+                model = build_language_model(
+                    vocab_size=len(prepared.vocab),
+                    embedding_size=int(config["embedding_size"]),
+                    hidden_size=int(config["hidden_size"]),
+                    num_layers=int(config["num_layers"]),
+                    dropout=float(config["dropout"]),
+                    cell=cell,
+                )
+                compile_language_model(model, float(config["learning_rate"]))
+            batch = state["batch_size"]
+            callbacks = [reporter]
+            if batch > inject_oom_above > 0:
+                callbacks.append(_InjectedOOM(inject_oom_above, inject_oom_from_epoch))
+            try:
+                fit_language_model(model, lm_dataset(prepared.train, batch, shuffle=True, seed=seed),
+                                   lm_dataset(prepared.val, batch, shuffle=False), epochs=max_epochs,
+                                   initial_epoch=state["epoch"], callbacks=callbacks)
+            except OUT_OF_MEMORY as e:
+                # Back to the last finished epoch, with half the batch.
+                state = {**reporter.state, "oom_retries": reporter.state["oom_retries"] + 1}
+                if state["oom_retries"] > max_oom_retries or batch // 2 < 1:
+                    tune.report({**reporter.last_metrics(), "oom_retries": state["oom_retries"],
+                                 "outcome": "out_of_memory",
+                                 "reason": f"out of memory at batch {batch} after {state['oom_retries'] - 1} "
+                                           f"halvings ({type(e).__name__})"})
+                    return
+                state["batch_size"] = batch // 2
+                reporter.state = state
+                model = _restore(reporter.folder, checkpoint)
+                if model is None:
+                    set_seed(seed)  # no epoch finished yet: the same initial weights as the first try
+            else:
+                state = reporter.state
+    finally:
+        reporter.close()
 
 
 class _ReportToTune(keras.callbacks.Callback):
     """Report each epoch's figures to Tune, with a checkpoint of the whole model."""
 
-    def __init__(self, node: str, batch_size: int):
+    def __init__(self, plan, meter: PeakMemory, state: dict[str, int]):
         super().__init__()
-        self.node = node
-        self.batch_size = batch_size
+        self.plan, self.meter, self.state = plan, meter, dict(state)
+        self.node = _node()
+        self.started = time.time()
+        self.folder: Path | None = None  # the last checkpoint, kept to recover from an OOM
+        self._last: dict[str, Any] = {}
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
-        metrics = {
+        self.state = {**self.state, "epoch": epoch + 1}
+        self._last = {
+            **self.plan.metrics(),
             "epoch": epoch + 1,
             "loss": float(logs["loss"]),
             "val_loss": float(logs["val_loss"]),
             "val_loss_padded": float(logs["val_loss_padded"]),
             "epoch_seconds": float(logs["seconds"]),
-            "batch_size_used": self.batch_size,
+            "batch_size_used": self.state["batch_size"],
+            "oom_retries": self.state["oom_retries"],
+            "measured_peak_mb": round(self.meter.peak_bytes() / 2**20, 1),
+            "outcome": "",
+            "reason": "",
             "node": self.node,
+            "trial_started": self.started,  # with Tune's `timestamp`: which trials ran at once
         }
-        with tempfile.TemporaryDirectory() as folder:
-            self.model.save(Path(folder) / CHECKPOINT_FILE)
-            (Path(folder) / EPOCH_FILE).write_text(str(epoch + 1))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+        folder = Path(tempfile.mkdtemp(prefix="lstm-sweep-ckpt-"))
+        self.model.save(folder / CHECKPOINT_FILE)
+        (folder / STATE_FILE).write_text(json.dumps(self.state))
+        self.close()
+        self.folder = folder
+        tune.report(self._last, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    def last_metrics(self) -> dict[str, Any]:
+        """The last epoch's report, or the plan's figures when no epoch finished."""
+        return self._last or {**self.plan.metrics(), "epoch": 0, "val_loss": math.inf, "node": self.node}
+
+    def close(self) -> None:
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
-def trial_arguments(config) -> dict[str, Any]:
+class _InjectedOOM(keras.callbacks.Callback):
+    """Tests only: fail the first training step as a GPU out of memory would."""
+
+    def __init__(self, above: int, from_epoch: int):
+        super().__init__()
+        self.above, self.from_epoch, self.epoch = above, from_epoch, 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self.epoch >= self.from_epoch:
+            raise tf.errors.ResourceExhaustedError(None, None, f"injected OOM at batch size > {self.above}")
+
+
+def _restore(folder: Path | None, checkpoint: tune.Checkpoint | None) -> keras.Model | None:
+    """The model as of the last finished epoch: this process's last checkpoint, else the one
+    the trial started from, else None (start afresh)."""
+    if folder:
+        return _load(folder)[0]
+    if checkpoint:
+        with checkpoint.as_directory() as started_from:
+            return _load(Path(started_from))[0]
+    return None
+
+
+def _load(folder: Path) -> tuple[keras.Model, dict[str, int]]:
+    model = keras.models.load_model(folder / CHECKPOINT_FILE)
+    return model, json.loads((folder / STATE_FILE).read_text())
+
+
+def _node() -> str:
+    return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+
+
+def trial_arguments(config, sizer: TrialSizer) -> dict[str, Any]:
     """The fixed keyword arguments of :func:`train_trial` for a ``SweepConfig``."""
     return {
         "data": dataclasses.asdict(config.data),
         "max_epochs": config.budget.max_epochs,
         "seed": config.searcher.seed,
+        "sizer": sizer,
         "cell": config.model.cell,
-        "threads": max(1, int(config.resources.cpus_per_trial)),
+        "precision": config.model.precision,
+        "max_oom_retries": config.resources.max_oom_retries,
     }

@@ -30,11 +30,38 @@ def lyrics() -> Path:
 
 @pytest.fixture(scope="session")
 def local_ray():
-    """One local Ray (2 CPUs, 127.0.0.1) for the whole session: starting Ray costs seconds."""
+    """One local Ray (2 CPUs, 1 fake GPU, 127.0.0.1) for the whole session: starting Ray costs seconds."""
     import ray
 
     from search.sweep import start_ray
 
-    start_ray(num_cpus=2, include_dashboard=False)
+    # One fake GPU: Ray schedules GPU shares by its count; TensorFlow finds no GPU and trains
+    # on the CPU. CPU-only sweeps ignore it.
+    start_ray(num_cpus=2, num_gpus=1, include_dashboard=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def tiny_sweep():
+    """Make a sweep small enough for a test: ``tiny_sweep(out, samples=4, epochs=3, ...)``.
+
+    Its learning-rate range is wide enough that some trials clearly lag (so ASHA has
+    something to stop); ``space`` entries replace the defaults, ``sections`` add or replace
+    whole config sections.
+    """
+    from search.config import parse_config
+
+    def make(out, samples=4, epochs=3, concurrent=2, space=None, **sections):
+        return parse_config({
+            "name": "t", "output": str(out),
+            "data": {"path": "builtin", "builtin_lines": 1500, "vocab_size": 400, "seed": 0},
+            "space": {"embedding_size": {"choice": [8, 16]}, "hidden_size": {"choice": [8, 24]},
+                      "num_layers": 1, "dropout": 0.0,
+                      "learning_rate": {"loguniform": [1e-4, 3e-2]}, "batch_size": 64} | (space or {}),
+            "budget": {"num_samples": samples, "max_epochs": epochs, "max_concurrent": concurrent},
+            "asha": {"grace_period": 1, "reduction_factor": 2},
+            "searcher": {"seed": 3, "n_startup_trials": 2},
+        } | sections)
+
+    return make

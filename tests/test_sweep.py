@@ -7,28 +7,12 @@ import pytest
 import yaml
 
 from results import load_experiment, plot_val_loss
-from search.config import parse_config
 from search.sweep import rebuild_results, run_sweep
 
 pytestmark = pytest.mark.slow
 
 
-def tiny_sweep(out, samples=4, epochs=3, concurrent=2, **space):
-    """A sweep small enough for a test, with a learning-rate range wide enough that some
-    trials clearly lag (so ASHA has something to stop)."""
-    return parse_config({
-        "name": "t", "output": str(out),
-        "data": {"path": "builtin", "builtin_lines": 1500, "vocab_size": 400, "seed": 0},
-        "space": {"embedding_size": {"choice": [8, 16]}, "hidden_size": {"choice": [8, 24]},
-                  "num_layers": 1, "dropout": 0.0,
-                  "learning_rate": {"loguniform": [1e-4, 3e-2]}, "batch_size": 64} | space,
-        "budget": {"num_samples": samples, "max_epochs": epochs, "max_concurrent": concurrent},
-        "asha": {"grace_period": 1, "reduction_factor": 2},
-        "searcher": {"seed": 3, "n_startup_trials": 2},
-    })
-
-
-def test_sweep_writes_every_file_and_asha_stops_a_trial(tmp_path, local_ray):
+def test_sweep_writes_every_file_and_asha_stops_a_trial(tmp_path, local_ray, tiny_sweep):
     config = tiny_sweep(tmp_path)
     outcome = run_sweep(config, name="run")
     run_dir = tmp_path / "run"
@@ -75,7 +59,7 @@ def test_sweep_writes_every_file_and_asha_stops_a_trial(tmp_path, local_ray):
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "trials.csv"), trials)
 
 
-def test_one_trial_at_a_time_is_reproducible(tmp_path, local_ray):
+def test_one_trial_at_a_time_is_reproducible(tmp_path, local_ray, tiny_sweep):
     runs = []
     for name in ("a", "b"):
         run_sweep(tiny_sweep(tmp_path, samples=3, epochs=2, concurrent=1), name=name)

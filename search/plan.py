@@ -1,0 +1,93 @@
+"""``lstm-sweep plan``: what each trial of a sweep would get, without training anything.
+
+For the configs a search space can produce — all of them when it is a small grid, else a
+seeded sample plus its largest corner (every size at its maximum, the trial most likely
+not to fit) — print the predicted peak, the batch that fits, and the resources Ray would
+reserve.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from search.config import Param, SweepConfig
+from search.resources import MiB, GiB, TrialSizer
+
+SIZE_PARAMETERS = ("embedding_size", "hidden_size", "num_layers", "batch_size", "vocab_size")
+
+
+def space_configs(config: SweepConfig, samples: int = 20, seed: int = 0) -> list[dict[str, Any]]:
+    """Configs of ``config.space``: the whole grid if it has at most ``samples`` points and
+    no continuous range; otherwise the largest corner and ``samples - 1`` seeded draws.
+
+    Example:
+        >>> cfg = parse_config({"space": {"hidden_size": {"choice": [64, 2048]}}})  # doctest: +SKIP
+        >>> [c["hidden_size"] for c in space_configs(cfg)]  # doctest: +SKIP
+        [64, 2048]
+    """
+    if samples < 1:
+        raise ValueError(f"samples={samples} must be >= 1")
+    space = config.space
+    grid = {name: _grid(p) for name, p in space.items()}
+    if all(v is not None for v in grid.values()) and math.prod(len(v) for v in grid.values()) <= samples:
+        return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    rng = np.random.default_rng(seed)
+    corner = {name: (max(p.args) if name in SIZE_PARAMETERS else _draw(p, rng)) for name, p in space.items()}
+    draws = [{name: _draw(p, rng) for name, p in space.items()} for _ in range(samples - 1)]
+    return [corner, *draws]
+
+
+def plan_table(configs: list[dict[str, Any]], sizer: TrialSizer) -> pd.DataFrame:
+    """One row per config: its sizes, the batch it would use, predicted MB and resources."""
+    rows = []
+    for config in configs:
+        plan = sizer.plan(config)
+        shape = sizer.model_config(config)
+        rows.append({
+            "emb": shape["embedding_size"], "hidden": shape["hidden_size"], "layers": shape["num_layers"],
+            "vocab": shape["vocab_size"], "batch": plan.batch_size_requested,
+            "batch_used": plan.batch_size_used, "peak_mb": round(plan.predicted_peak_bytes / MiB),
+            "budget_mb": round(plan.budget_bytes / MiB), "cpu": plan.cpu, "gpu": plan.gpu,
+            "memory_gb": round(plan.memory_bytes / GiB, 2),
+            "status": "ok" if plan.feasible and plan.batch_size_used == plan.batch_size_requested
+            else "batch cut" if plan.feasible else "infeasible",
+        })
+    return pd.DataFrame(rows)
+
+
+def describe_sizer(sizer: TrialSizer) -> str:
+    """One line saying what budget the plan assumed."""
+    if sizer.on_gpu:
+        what = (f"GPU trials: up to {sizer.gpus_per_trial:g} of a {sizer.gpu_memory_bytes / GiB:.0f} GiB GPU each, "
+                f"shares rounded up to 1/{sizer.gpu_share_grid}")
+    else:
+        what = f"CPU trials: {(sizer.trial_memory_bytes or sizer.host_budget_bytes) / GiB:.1f} GiB each"
+    return f"{what}; {sizer.cpus_per_trial:g} CPU each, sentences of {sizer.seq_len} steps"
+
+
+def _grid(param: Param) -> list | None:
+    if param.kind in ("fixed", "choice"):
+        return list(param.args)
+    if param.kind == "int" and param.args[1] - param.args[0] < 16:
+        return list(range(int(param.args[0]), int(param.args[1]) + 1))
+    return None
+
+
+def _draw(param: Param, rng: np.random.Generator) -> Any:
+    low, high = param.args[0], param.args[-1]
+    if param.kind == "fixed":
+        return low
+    if param.kind == "choice":
+        return param.args[int(rng.integers(len(param.args)))]
+    if param.kind == "int":
+        return int(rng.integers(low, high + 1))
+    if param.kind == "logint":
+        return int(min(high, math.floor(math.exp(rng.uniform(math.log(low), math.log(high + 1))))))
+    if param.kind == "uniform":
+        return float(rng.uniform(low, high))
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))

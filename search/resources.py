@@ -1,0 +1,249 @@
+"""Size every trial from the memory model before it runs: its batch, its GPU share, its memory.
+
+The flow, for one trial's config::
+
+    config ──► model.memory.estimate_peak_bytes ──► budget (GPU share, host share, or --trial-memory)
+           ──► batch_size_used = min(requested, largest batch that fits the budget)
+           ──► Ray resources {cpu, gpu: share rounded up to 1/grid, memory: host reservation}
+           ──► infeasible when even resources.min_batch_size does not fit
+
+:class:`TrialSizer` does this for one config. It is a small frozen value, built once on the
+driver from the cluster's nodes (:func:`make_sizer`), handed to Ray Tune as the resource
+function of ``tune.with_resources`` and to each trial, which re-derives its own plan, so the
+driver and the trial never disagree about the batch a trial trains with.
+
+On a GPU node a trial gets the share of one GPU its predicted peak needs (several small
+trials share a GPU; a hidden-2048 trial gets the whole of it), and TensorFlow inside the
+trial is capped at that share (``search.trainable``). On every node the trial reserves Ray's
+``memory`` resource — its predicted peak plus the process's own baseline on CPU nodes, the
+baseline alone on GPU nodes — so Ray never co-schedules trials whose peaks exceed the node.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from model.memory import PROCESS_BASELINE_BYTES, estimate_peak_bytes, largest_batch_that_fits
+
+MiB, GiB = 2**20, 2**30
+# Ray gives its `memory` resource what is left of available memory after the object store
+# (30% by default); a plan made without a running Ray assumes the same split.
+RAY_MEMORY_SHARE = 0.7
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """What the planner needs to know of one node: its CPUs, Ray ``memory`` and GPUs."""
+
+    cpus: float
+    memory_bytes: float
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """How one trial runs: the batch it uses, its predicted peak and the resources it gets."""
+
+    batch_size_requested: int
+    batch_size_used: int  # 0 when infeasible
+    predicted_peak_bytes: int  # at batch_size_used; at the smallest batch when infeasible
+    budget_bytes: int  # the memory the trial may use (its GPU grant, or its host share)
+    cpu: float
+    gpu: float  # share of one GPU; 0 on CPU
+    memory_bytes: int  # Ray `memory` reservation on the node (host RAM)
+    reason: str = ""  # why it is infeasible
+
+    @property
+    def feasible(self) -> bool:
+        return self.batch_size_used > 0
+
+    def resources(self) -> dict[str, float]:
+        """A ``tune.with_resources`` resource dict."""
+        return {"cpu": self.cpu, "gpu": self.gpu, "memory": float(self.memory_bytes)}
+
+    def metrics(self) -> dict[str, Any]:
+        """The plan's figures as reported by a trial and written to ``trials.csv``."""
+        return {
+            "batch_size_requested": self.batch_size_requested,
+            "batch_size_used": self.batch_size_used,
+            "predicted_peak_mb": round(self.predicted_peak_bytes / MiB, 1),
+            "budget_mb": round(self.budget_bytes / MiB, 1),
+            "gpu_share": self.gpu,
+        }
+
+
+@dataclass(frozen=True)
+class TrialSizer:
+    """Plans trials (:meth:`plan`) and tells Ray what each needs (:meth:`placement`).
+
+    Args:
+        vocab_size: the corpus vocabulary, for trials that do not search ``vocab_size``.
+        seq_len: time steps of the longest batch (``max_tokens - 1``).
+        cell, precision: as in the sweep's ``model`` section.
+        cpus_per_trial: CPUs every trial reserves.
+        gpus_per_trial: 0 for CPU trials; else the largest share of one GPU a trial may get.
+        gpu_memory_bytes: memory of each GPU (GPU trials only).
+        gpu_share_grid: GPU shares are rounded up to multiples of ``1 / gpu_share_grid``.
+        host_budget_bytes: the memory a CPU trial may use when ``trial_memory_bytes`` is 0.
+        trial_memory_bytes: the user's per-trial budget (``--trial-memory``); 0 for automatic.
+        min_batch_size: the smallest batch worth training; a config that does not fit at it
+            is infeasible.
+        process_baseline_bytes: a trial process's own memory (TensorFlow, data), reserved on
+            top of the predicted peak.
+
+    Example:
+        >>> sizer = TrialSizer(vocab_size=7000, seq_len=14, host_budget_bytes=4 * GiB)
+        >>> plan = sizer.plan({"embedding_size": 256, "hidden_size": 2048, "num_layers": 2,
+        ...                    "batch_size": 1024})
+        >>> plan.batch_size_used < 1024 <= plan.batch_size_requested
+        True
+    """
+
+    vocab_size: int
+    seq_len: int
+    cell: str = "lstm"
+    precision: str = "float32"
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    gpu_memory_bytes: int = 0
+    gpu_share_grid: int = 8
+    host_budget_bytes: int = 0
+    trial_memory_bytes: int = 0
+    min_batch_size: int = 8
+    process_baseline_bytes: int = PROCESS_BASELINE_BYTES
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "seq_len", "gpu_share_grid", "min_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if not 0 <= self.gpus_per_trial <= 1:
+            raise ValueError(f"gpus_per_trial={self.gpus_per_trial} must be in [0, 1]")
+        if self.on_gpu and self.gpu_memory_bytes <= 0:
+            raise ValueError(f"gpu_memory_bytes={self.gpu_memory_bytes} must be > 0 for GPU trials")
+        if not self.on_gpu and self.host_budget_bytes <= 0 and self.trial_memory_bytes <= 0:
+            raise ValueError("CPU trials need host_budget_bytes > 0 or trial_memory_bytes > 0")
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.gpus_per_trial > 0
+
+    def model_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The memory model's view of a trial config (batch size left out)."""
+        return {
+            "vocab_size": int(config.get("vocab_size", self.vocab_size)),
+            "embedding_size": int(config["embedding_size"]),
+            "hidden_size": int(config["hidden_size"]),
+            "num_layers": int(config.get("num_layers", 1)),
+            "dropout": float(config.get("dropout", 0.0)),
+            "cell": self.cell,
+            "seq_len": self.seq_len,
+        }
+
+    def plan(self, config: Mapping[str, Any]) -> TrialPlan:
+        """The batch, predicted peak, budget and resources of the trial with ``config``."""
+        shape = self.model_config(config)
+        precision = self.precision if self.on_gpu else "float32"
+        requested = int(config["batch_size"])
+        if self.on_gpu:
+            budget = self.trial_memory_bytes or int(self.gpus_per_trial * self.gpu_memory_bytes)
+        else:
+            budget = self.trial_memory_bytes or self.host_budget_bytes
+        used = min(requested, largest_batch_that_fits(shape, budget, precision))
+        if used < min(self.min_batch_size, requested):
+            smallest = min(self.min_batch_size, requested)
+            need = estimate_peak_bytes({**shape, "batch_size": smallest}, precision)
+            return TrialPlan(requested, 0, need, budget, cpu=self.cpus_per_trial, gpu=0.0, memory_bytes=0,
+                             reason=f"needs {need / MiB:,.0f} MB at batch {smallest}, "
+                                    f"over its budget of {budget / MiB:,.0f} MB")
+        peak = estimate_peak_bytes({**shape, "batch_size": used}, precision)
+        if not self.on_gpu:
+            return TrialPlan(requested, used, peak, budget, cpu=self.cpus_per_trial, gpu=0.0,
+                             memory_bytes=peak + self.process_baseline_bytes)
+        grant = budget if self.trial_memory_bytes else peak
+        share = min(self.gpus_per_trial, _round_up(grant / self.gpu_memory_bytes, self.gpu_share_grid))
+        return TrialPlan(requested, used, peak, int(max(peak, share * self.gpu_memory_bytes)),
+                         cpu=self.cpus_per_trial, gpu=share, memory_bytes=self.process_baseline_bytes)
+
+    def placement(self, config: Mapping[str, Any]):
+        """The resource function for ``tune.with_resources``: a placement group per trial."""
+        from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+
+        return resource_dict_to_pg_factory(self.plan(config).resources())
+
+
+def make_sizer(config, vocab_size: int, nodes: Sequence[NodeInfo]) -> TrialSizer:
+    """The :class:`TrialSizer` of a sweep (a ``SweepConfig``) on a cluster of ``nodes``.
+
+    A CPU trial's share of host memory is its CPUs' share of the Ray ``memory`` of the
+    smallest node, less a process's baseline; GPU trials need the GPUs' memory, from the
+    config or from ``nvidia-smi`` on this machine.
+    """
+    from search.config import ConfigError
+
+    res = config.resources
+    gpu_memory = int(res.gpu_memory_gb * GiB)
+    if res.gpus_per_trial > 0 and gpu_memory == 0:
+        gpu_memory = local_gpu_memory_bytes()
+        if gpu_memory == 0:
+            raise ConfigError("resources.gpu_memory_gb: GPU trials need each GPU's memory and this machine "
+                              "has no nvidia-smi to read it from: set it, e.g. gpu_memory_gb: 16")
+    shares = [n.memory_bytes * min(1.0, res.cpus_per_trial / n.cpus) for n in nodes if n.cpus > 0]
+    host_budget = int(max(0.0, min(shares, default=0.0) - PROCESS_BASELINE_BYTES))
+    if res.gpus_per_trial == 0 and res.trial_memory_gb == 0 and host_budget <= 0:
+        raise ConfigError("resources.trial_memory_gb: the cluster's nodes report no memory to share "
+                          "between trials: set a per-trial budget, e.g. trial_memory_gb: 4")
+    return TrialSizer(
+        vocab_size=vocab_size, seq_len=config.data.max_tokens - 1, cell=config.model.cell,
+        precision=config.model.precision, cpus_per_trial=res.cpus_per_trial,
+        gpus_per_trial=res.gpus_per_trial, gpu_memory_bytes=gpu_memory, gpu_share_grid=res.gpu_share_grid,
+        host_budget_bytes=host_budget, trial_memory_bytes=int(res.trial_memory_gb * GiB),
+        min_batch_size=res.min_batch_size,
+    )
+
+
+def ray_nodes() -> list[NodeInfo]:
+    """The alive nodes of the Ray cluster this process is connected to."""
+    import ray
+
+    return [NodeInfo(cpus=n["Resources"].get("CPU", 0.0), memory_bytes=n["Resources"].get("memory", 0.0),
+                     gpus=n["Resources"].get("GPU", 0.0))
+            for n in ray.nodes() if n.get("Alive")]
+
+
+def this_machine() -> list[NodeInfo]:
+    """This machine as a one-node cluster, as a local Ray would see it (for ``lstm-sweep plan``)."""
+    available = _meminfo_bytes("MemAvailable") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return [NodeInfo(cpus=float(os.cpu_count() or 1), memory_bytes=RAY_MEMORY_SHARE * available)]
+
+
+def local_gpu_memory_bytes() -> int:
+    """Memory of the smallest GPU on this machine (``nvidia-smi``), or 0 when there is none."""
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+        sizes = [int(float(line)) * MiB for line in out.split() if line.strip()]
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return 0
+    return min(sizes, default=0)
+
+
+def _round_up(share: float, grid: int) -> float:
+    return max(1, math.ceil(share * grid - 1e-9)) / grid
+
+
+def _meminfo_bytes(key: str) -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
