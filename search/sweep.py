@@ -179,6 +179,10 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
     run_dir = new_run_dir(config, name)
     print(f"run folder: {run_dir}")
     atomic_write_text(run_dir / "sweep.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    # The token ids every trial trained with; export and generation read them back. A
+    # searched vocab_size re-tokenizes per trial, and the winner's vocabulary is rebuilt
+    # from the same cache at retrain time.
+    prepared.vocab.to_json(run_dir / "vocab.json")
     build_tuner(config, run_dir, sizer, trial_options).fit()
 
     records = load_experiment(run_dir / EXPERIMENT_DIR, config.budget.max_epochs)

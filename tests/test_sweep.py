@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from data_pipeline import Vocabulary, prepare
 from results import load_experiment, plot_val_loss
 from search.sweep import rebuild_results, run_sweep
 
@@ -19,6 +20,8 @@ def test_sweep_writes_every_file_and_asha_stops_a_trial(tmp_path, local_ray, tin
     assert outcome.run_dir == run_dir
 
     assert yaml.safe_load((run_dir / "sweep.yaml").read_text()) == config.to_dict()
+    vocab = Vocabulary.from_json(run_dir / "vocab.json")
+    assert vocab == prepare(config.data).vocab and vocab.tokens[:2] == ["<pad>", "<unk>"]
 
     trials = pd.read_csv(run_dir / "trials.csv")
     assert len(trials) == 4 and trials.trial_id.is_unique
