@@ -11,6 +11,7 @@ from results.records import TrialRecord
 from results.tables import best_trial, curves_table, format_leaderboard, trials_table
 
 from results.experiment import load_experiment
+from results.report import write_report
 
 __all__ = [
     "TrialRecord",
@@ -24,4 +25,5 @@ __all__ = [
     "atomic_write_csv",
     "atomic_write_json",
     "load_experiment",
+    "write_report",
 ]

@@ -1,4 +1,5 @@
-"""``val_loss.png``: every trial's validation curve on one plot, readable at 50 trials.
+"""``val_loss.png``: every trial's validation curve on one plot, readable at 50 trials; and
+``winner/loss.png``, the retrained winner's training and validation curves.
 
 Figures are built with :class:`matplotlib.figure.Figure` directly, never ``pyplot``: no global
 figure registry to leak into, no display needed, and safe to call from several threads.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import math
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Collection, Sequence
+from typing import TYPE_CHECKING, Any, Collection, Sequence
 
 import numpy as np
 from matplotlib import colormaps
@@ -17,6 +18,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from results.io import atomic_write_bytes
+
+if TYPE_CHECKING:
+    import pandas as pd
 from results.records import TrialRecord, epoch_numbers, metric_values, rank_records, status_counts
 
 # Legend prefixes for known hyperparameters: e32 h64 l1 d0.10 lr3e-3 b64. Any other parameter
@@ -90,6 +94,41 @@ def plot_val_loss(records: Sequence[TrialRecord], path: str | Path | None = None
         ax.set_xticks([])
         ax.set_yticks([])  # ticks of an empty plot would suggest a scale the sweep never had
 
+    if path is not None:
+        buffer = BytesIO()
+        figure.savefig(buffer, format="png", dpi=DPI)
+        atomic_write_bytes(path, buffer.getvalue())
+    return figure
+
+
+def plot_history(history: "pd.DataFrame", path: str | Path | None = None, title: str = "") -> Figure:
+    """``winner/loss.png``: training and validation loss per epoch of one model, the best
+    validation epoch starred.
+
+    ``history`` has columns ``epoch``, ``loss`` and ``val_loss`` (``winner/history.csv``).
+
+    Example:
+        >>> figure = plot_history(pd.read_csv("runs/quick/winner/history.csv"))  # doctest: +SKIP
+        >>> [line.get_label() for line in figure.axes[0].get_lines()]  # doctest: +SKIP
+        ['loss (train)', 'val_loss']
+    """
+    missing = {"epoch", "loss", "val_loss"} - set(history.columns)
+    if missing:
+        raise ValueError(f"history lacks the columns {sorted(missing)}")
+    figure = Figure(figsize=(AXES_WIDTH_IN, 4.2), dpi=DPI, layout="constrained")
+    ax = figure.add_subplot()
+    ax.plot(history.epoch, history.loss, "o-", color="0.55", label="loss (train)")
+    ax.plot(history.epoch, history.val_loss, "o-", color=colormaps["viridis"](0.0), label="val_loss")
+    if len(history):
+        best = int(np.nanargmin(history.val_loss.to_numpy(dtype=float)))
+        ax.plot([history.epoch.iloc[best]], [history.val_loss.iloc[best]], "*", color="crimson", markersize=14,
+                label=f"best val_loss {history.val_loss.iloc[best]:.4f} (epoch {history.epoch.iloc[best]}, kept)")
+        ax.legend(fontsize=9, frameon=False)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (mean cross-entropy per real token)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title, fontsize=10)
     if path is not None:
         buffer = BytesIO()
         figure.savefig(buffer, format="png", dpi=DPI)

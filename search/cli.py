@@ -1,13 +1,18 @@
 """``lstm-sweep``: the command line.
 
-    lstm-sweep search [--config sweeps/quick.yaml] [--data DIR|builtin] [--samples N]
-                      [--max-epochs N] [--max-concurrent N] [--out DIR] [--name NAME]
-                      [--address ADDR]
-    lstm-sweep report RUN_DIR
-    lstm-sweep plan [--config FILE] [--samples N] [--trial-memory GB] [--gpu-memory GB]
+    lstm-sweep run      [search flags] [--epochs 10] [--prompt "i love"]   search -> retrain -> export -> samples
+    lstm-sweep search   [--config sweeps/quick.yaml] [--data DIR|builtin] [--samples N]
+                        [--max-epochs N] [--max-concurrent N] [--out DIR] [--name NAME]
+                        [--address ADDR] [--num-cpus N] [--trial-memory GB]
+    lstm-sweep report   RUN_DIR
+    lstm-sweep retrain  RUN_DIR [--epochs 10] [--patience 3] [--dropout P]
+    lstm-sweep export   RUN_DIR
+    lstm-sweep generate EXPORT_DIR --prompt TEXT [--temperature 0.8] [--top-k 40]
+                        [--max-tokens 20] [--num 3] [--seed S]
+    lstm-sweep plan     [--config FILE] [--samples N] [--trial-memory GB] [--gpu-memory GB]
 
-A user error (missing folder, empty corpus, bad config) ends with one line on stderr and
-exit status 2; anything else is a bug and keeps its traceback.
+A user error (missing folder, empty corpus, bad config, bad flag value) ends with one line on
+stderr and exit status 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,26 +21,51 @@ import argparse
 import os
 import sys
 from importlib import resources
+from pathlib import Path
 
 DEFAULT_CONFIG = "quick.yaml"  # in the `sweeps` package
+SAMPLE_PROMPT = "i love"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lstm-sweep", description="Hyperparameter sweeps for LSTM text models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    run = sub.add_parser("run", help="the whole job: search, retrain the winner, export it, generate samples")
     search = sub.add_parser("search", help="run a hyperparameter sweep (Ray Tune + Optuna TPE + ASHA)")
-    search.add_argument("--config", help=f"sweep YAML (default: the packaged sweeps/{DEFAULT_CONFIG})")
-    search.add_argument("--data", help="folder of .txt files, or 'builtin' for the synthetic corpus")
-    search.add_argument("--samples", type=int, help="number of trials (budget.num_samples)")
-    search.add_argument("--max-epochs", type=int, help="epochs per trial at most (budget.max_epochs)")
-    search.add_argument("--max-concurrent", type=int, help="trials at once (budget.max_concurrent)")
-    search.add_argument("--out", help="folder for run folders (output)")
-    search.add_argument("--name", help="run folder name (default: <config name>-<date>-<time>)")
-    search.add_argument("--address", help="join an existing Ray cluster ('auto', 'host:port' or 'ray://...')")
-    search.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
-    search.add_argument("--trial-memory", type=float, metavar="GB",
-                        help="memory budget of each trial (resources.trial_memory_gb; default: automatic)")
+    for p in (run, search):
+        p.add_argument("--config", help=f"sweep YAML (default: the packaged sweeps/{DEFAULT_CONFIG})")
+        p.add_argument("--data", help="folder of .txt files, or 'builtin' for the synthetic corpus")
+        p.add_argument("--samples", type=int, help="number of trials (budget.num_samples)")
+        p.add_argument("--max-epochs", type=int, help="epochs per trial at most (budget.max_epochs)")
+        p.add_argument("--max-concurrent", type=int, help="trials at once (budget.max_concurrent)")
+        p.add_argument("--out", help="folder for run folders (output)")
+        p.add_argument("--name", help="run folder name (default: <config name>-<date>-<time>)")
+        p.add_argument("--address", help="join an existing Ray cluster ('auto', 'host:port' or 'ray://...')")
+        p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
+        p.add_argument("--trial-memory", type=float, metavar="GB",
+                       help="memory budget of each trial (resources.trial_memory_gb; default: automatic)")
+    retrain = sub.add_parser("retrain", help="retrain a run's best trial for longer, keep its best epoch, export it")
+    retrain.add_argument("run_dir", help="a run folder made by `lstm-sweep search`")
+    for p in (run, retrain):
+        p.add_argument("--epochs", type=int, default=10, help="most epochs of the retrain (default 10)")
+        p.add_argument("--patience", type=int, default=3, help="epochs without improvement before stopping (default 3)")
+        p.add_argument("--dropout", type=float, help="dropout of the retrain (default: the searched value, else 0.2)")
+    run.add_argument("--prompt", default=SAMPLE_PROMPT, help=f"prompt of the samples (default {SAMPLE_PROMPT!r})")
+
+    report = sub.add_parser("report", help="rebuild trials.csv, curves.csv, val_loss.png and report.html of a run")
+    report.add_argument("run_dir", help="a run folder made by `lstm-sweep search`")
+    export = sub.add_parser("export", help="export a run's retrained winner to RUN_DIR/winner/export/")
+    export.add_argument("run_dir", help="a run folder, after `lstm-sweep retrain`")
+
+    generate = sub.add_parser("generate", help="continue a prompt with an exported model")
+    generate.add_argument("export_dir", help="an export folder (RUN_DIR/winner/export)")
+    generate.add_argument("--prompt", required=True, help='text to continue, e.g. "i love"')
+    generate.add_argument("--temperature", type=float, default=0.8, help="0: greedy; higher: more surprising (default 0.8)")
+    generate.add_argument("--top-k", type=int, default=40, help="sample among the k likeliest tokens (default 40)")
+    generate.add_argument("--max-tokens", type=int, default=20, help="most new tokens per line (default 20)")
+    generate.add_argument("--num", type=int, default=3, help="lines to generate (default 3)")
+    generate.add_argument("--seed", type=int, help="seed of the sampling (default: random)")
 
     plan = sub.add_parser("plan", help="print each trial's predicted memory, batch and resources; train nothing")
     plan.add_argument("--config", help=f"sweep YAML (default: the packaged sweeps/{DEFAULT_CONFIG})")
@@ -44,9 +74,6 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--vocab", type=int, help="vocabulary size (default: the config's data.vocab_size cap)")
     plan.add_argument("--trial-memory", type=float, metavar="GB", help="memory budget of each trial")
     plan.add_argument("--gpu-memory", type=float, metavar="GB", help="memory of each GPU (resources.gpu_memory_gb)")
-
-    report = sub.add_parser("report", help="rebuild trials.csv, curves.csv and val_loss.png of a run")
-    report.add_argument("run_dir", help="a run folder made by `lstm-sweep search`")
     return parser
 
 
@@ -55,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "address", None) is None:
         # Must precede the first `import ray` (see search.sweep.start_ray).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    commands = {"run": _run, "search": _search, "report": _report, "retrain": _retrain, "export": _export,
+                "generate": _generate, "plan": _plan}
     try:
-        return {"search": _search, "report": _report, "plan": _plan}[args.command](args)
+        return commands[args.command](args)
     except ValueError as e:
         from data_pipeline import CorpusError
         from search.config import ConfigError
@@ -70,44 +99,108 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _run(args: argparse.Namespace) -> int:
+    _check_retrain_flags(args)
+    run_dir = _sweep(args)
+    print()
+    _retrain_and_export(args, run_dir)
+    export_dir = run_dir / "winner" / "export"
+    lines = _samples(export_dir, args.prompt, num=3, seed=0)
+    (run_dir / "winner" / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from results import write_report
+
+    report = write_report(run_dir)
+    print(f"\nsamples (temperature 0.8, top-k 40), continuing {args.prompt!r}:")
+    for line in lines:
+        print(f"  {line}")
+    print(f"\n  report: {report}\n  export: {export_dir}\n"
+          f"generate more: lstm-sweep generate {export_dir} --prompt \"{args.prompt}\"")
+    return 0
+
+
 def _search(args: argparse.Namespace) -> int:
+    run_dir = _sweep(args)
+    print(f"next: lstm-sweep retrain {run_dir}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> Path:
     from results import format_leaderboard, trials_table
     from search.sweep import METRIC, MODE, run_sweep
 
-    config = load_config_arg(args.config)
-    config = config.with_overrides(**{
+    config = load_config_arg(args.config).with_overrides(**{
         "data.path": args.data, "budget.num_samples": args.samples, "budget.max_epochs": args.max_epochs,
         "budget.max_concurrent": args.max_concurrent, "output": args.out,
         "resources.trial_memory_gb": args.trial_memory,
     })
     outcome = run_sweep(config, name=args.name, address=args.address, num_cpus=args.num_cpus)
-    table = trials_table(outcome.records, metric=METRIC, mode=MODE)
     print()
-    print(format_leaderboard(table, top=5))
+    print(format_leaderboard(trials_table(outcome.records, metric=METRIC, mode=MODE), top=5))
     print()
-    for key, path in outcome.paths.items():
-        print(f"{key:>8}: {path}")
-    return 0
+    _print_paths(outcome.paths)
+    return outcome.run_dir
 
 
 def _report(args: argparse.Namespace) -> int:
     from search.sweep import rebuild_results
 
-    outcome = rebuild_results(args.run_dir)
-    for key, path in outcome.paths.items():
-        print(f"{key:>8}: {path}")
+    _print_paths(rebuild_results(args.run_dir).paths)
     return 0
 
 
+def _retrain(args: argparse.Namespace) -> int:
+    _check_retrain_flags(args)
+    _retrain_and_export(args, Path(args.run_dir))
+    return 0
+
+
+def _retrain_and_export(args: argparse.Namespace, run_dir: Path) -> None:
+    from results import write_report
+    from search.retrain import retrain
+
+    paths = retrain(run_dir, epochs=args.epochs, patience=args.patience, dropout=args.dropout)
+    paths["report"] = write_report(run_dir)
+    _print_paths(paths)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from search.retrain import export
+
+    print(f"  export: {export(args.run_dir)}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    for line in _samples(Path(args.export_dir), args.prompt, num=args.num, seed=args.seed,
+                         temperature=args.temperature, top_k=args.top_k, max_tokens=args.max_tokens):
+        print(line)
+    return 0
+
+
+def _samples(export_dir: Path, prompt: str, num: int, seed: int | None, temperature: float = 0.8,
+             top_k: int = 40, max_tokens: int = 20) -> list[str]:
+    from search.config import ConfigError
+
+    for flag, value, ok in [("--temperature", temperature, temperature >= 0), ("--top-k", top_k, top_k >= 1),
+                            ("--max-tokens", max_tokens, max_tokens >= 1), ("--num", num, num >= 1)]:
+        if not ok:
+            raise ConfigError(f"{flag} {value}: must be {'>= 0' if flag == '--temperature' else '>= 1'}")
+    from model.export import load_export
+    from model.generate import generate
+
+    model, vocab, _ = load_export(export_dir)
+    return generate(model, vocab, prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                    num=num, seed=seed)
+
+
 def _plan(args: argparse.Namespace) -> int:
+    from search.config import ConfigError
     from search.plan import describe_sizer, plan_table, space_configs
     from search.resources import make_sizer, this_machine
 
     config = load_config_arg(args.config).with_overrides(**{
         "resources.trial_memory_gb": args.trial_memory, "resources.gpu_memory_gb": args.gpu_memory})
     if args.samples < 1:
-        from search.config import ConfigError
-
         raise ConfigError(f"--samples {args.samples}: must be >= 1")
     sizer = make_sizer(config, args.vocab or config.data.vocab_size, this_machine())
     table = plan_table(space_configs(config, args.samples, seed=config.searcher.seed), sizer)
@@ -116,6 +209,21 @@ def _plan(args: argparse.Namespace) -> int:
     counts = table.status.value_counts()
     print(f"{len(table)} configs: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     return 0
+
+
+def _check_retrain_flags(args: argparse.Namespace) -> None:
+    # Before a sweep of minutes, not after it.
+    from search.config import ConfigError
+
+    if args.epochs < 1 or args.patience < 1:
+        raise ConfigError(f"--epochs {args.epochs} / --patience {args.patience}: both must be >= 1")
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        raise ConfigError(f"--dropout {args.dropout}: must be in [0, 1)")
+
+
+def _print_paths(paths: dict[str, Path]) -> None:
+    for key, path in paths.items():
+        print(f"{key:>8}: {path}")
 
 
 def load_config_arg(path: str | None):

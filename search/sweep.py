@@ -159,7 +159,7 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         PosixPath('runs/quick-20261122-101500/trials.csv')
     """
     from data_pipeline import prepare
-    from results import atomic_write_text, load_experiment, write_results
+    from results import atomic_write_text, load_experiment, write_report, write_results
 
     prepared = prepare(config.data)  # a bad corpus fails here, before anything is written
     from search.resources import make_sizer, ray_nodes  # loads TensorFlow
@@ -187,12 +187,13 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
 
     records = load_experiment(run_dir / EXPERIMENT_DIR, config.budget.max_epochs)
     paths = write_results(run_dir, records, metric=METRIC, mode=MODE)
+    paths["report"] = write_report(run_dir)
     return SweepOutcome(run_dir=run_dir, records=records, paths=paths)
 
 
 def rebuild_results(run_dir: str | Path) -> SweepOutcome:
     """Re-read ``run_dir/ray`` and rewrite the tables and plot (``lstm-sweep report``)."""
-    from results import load_experiment, write_results
+    from results import load_experiment, write_report, write_results
     from search.config import ConfigError, load_config
 
     run_dir = Path(run_dir)
@@ -202,4 +203,5 @@ def rebuild_results(run_dir: str | Path) -> SweepOutcome:
     config = load_config(run_dir / "sweep.yaml")
     records = load_experiment(run_dir / EXPERIMENT_DIR, config.budget.max_epochs)
     paths = write_results(run_dir, records, metric=METRIC, mode=MODE)
+    paths["report"] = write_report(run_dir)
     return SweepOutcome(run_dir=run_dir, records=records, paths=paths)
