@@ -42,10 +42,12 @@ def configure_gpu(memory_limit_bytes: int | None) -> bool:
 class PeakMemory:
     """The peak memory of this process's training, above what it held when created.
 
-    On a GPU it is TensorFlow's own peak (``get_memory_info``); on the CPU, the process's
-    peak resident set (``ru_maxrss``) above its resident set at creation. Create it after
-    the input pipeline is built and before the model is, to measure what the memory model
-    predicts.
+    On a GPU it is TensorFlow's own peak (``get_memory_info``). On the CPU it is the
+    kernel's resident high-water mark (``VmHWM``) above the resident set at creation: on
+    Linux the mark is first reset to the current resident set (``/proc/self/clear_refs``),
+    so an earlier spike (loading data, say) does not count; elsewhere ``ru_maxrss`` serves,
+    which can only over-state. Create it after the input pipeline is built and before the
+    model is: that is what the memory model predicts.
 
     Example:
         >>> meter = PeakMemory()
@@ -55,22 +57,46 @@ class PeakMemory:
 
     def __init__(self) -> None:
         self.on_gpu = bool(tf.config.list_logical_devices("GPU"))
-        self.baseline = 0 if self.on_gpu else _current_rss_bytes()
+        if self.on_gpu:
+            tf.config.experimental.reset_memory_stats("GPU:0")
+            self.baseline = int(tf.config.experimental.get_memory_info("GPU:0")["current"])
+        else:
+            self.baseline = _current_rss_bytes()
+            _reset_high_water_mark()
 
     def peak_bytes(self) -> int:
         if self.on_gpu:
-            return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
-        return max(0, _max_rss_bytes() - self.baseline)
+            return max(0, int(tf.config.experimental.get_memory_info("GPU:0")["peak"]) - self.baseline)
+        return max(0, _high_water_mark_bytes() - self.baseline)
+
+
+def _status_bytes(key: str) -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _current_rss_bytes() -> int:
+    return _status_bytes("VmRSS") or _max_rss_bytes()
+
+
+def _high_water_mark_bytes() -> int:
+    return _status_bytes("VmHWM") or _max_rss_bytes()
+
+
+def _reset_high_water_mark() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # Linux >= 4.0: VmHWM := VmRSS
+    except OSError:
+        pass
 
 
 def _max_rss_bytes() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
-
-
-def _current_rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize()
-    except OSError:  # no /proc (macOS): the high-water mark is the best we have
-        return _max_rss_bytes()
