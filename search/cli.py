@@ -186,7 +186,7 @@ def _samples(export_dir: Path, prompt: str, num: int, seed: int | None, temperat
         if not ok:
             raise ConfigError(f"{flag} {value}: must be {'>= 0' if flag == '--temperature' else '>= 1'}")
     from model.export import load_export
-    from model.generate import generate
+    from model.generation import generate
 
     model, vocab, _ = load_export(export_dir)
     return generate(model, vocab, prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k,

@@ -1,0 +1,240 @@
+"""Export a trained language model for others to use, and load it back.
+
+One folder, readable without our code::
+
+    export/
+      model.keras        Keras 3 format: keras.models.load_model(path, safe_mode=True)
+      saved_model/       TensorFlow SavedModel; its vocabulary and text cleaning are inside:
+                           serving_default(prompts: string[batch]) -> probabilities, logits [batch, vocab]
+                           next_token_ids(tokens: int32[batch, time]) -> probabilities, logits
+                           vocabulary() -> tokens: string[vocab]
+      vocab.json         data_pipeline.Vocabulary.to_json: token i has id i
+      model_card.json    what the caller passed (config, losses, data), versions, date, signatures
+
+``serving_default`` answers "which word comes next?" for raw prompts, as
+``lstm-sweep generate`` sees them: it cleans each prompt with TensorFlow string ops that
+follow :func:`data_pipeline.clean_line` (see :func:`_clean_in_tf` for the differences), looks
+the words up in a ``tf.lookup.StaticHashTable`` holding ``vocab.tokens`` (unknown words -> 1,
+``<unk>``), puts ``<start>`` first, right-pads the batch with 0 and takes each row's logits at its
+last real token. The model is causal, so right padding does not change them.
+
+Example:
+    >>> paths = export_model(model, vocab, "runs/demo/winner/export", {"val_loss": 2.1})  # doctest: +SKIP
+    >>> serve = tf.saved_model.load(str(paths["saved_model"])).signatures["serving_default"]  # doctest: +SKIP
+    >>> serve(tf.constant(["i love", "hold me"]))["probabilities"].shape  # doctest: +SKIP
+    TensorShape([2, 2000])
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from data_pipeline.text import MARKS, CorpusError
+from data_pipeline.vocab import START_ID, UNK_ID, Vocabulary
+
+FILES = {"keras": "model.keras", "saved_model": "saved_model", "vocab": "vocab.json", "card": "model_card.json"}
+
+
+def export_model(model: keras.Model, vocab: Vocabulary, folder: str | Path, card: dict[str, Any]) -> dict[str, Path]:
+    """Write ``model`` and ``vocab`` to ``folder`` as the four files above; return their paths.
+
+    ``model.keras`` is an inference copy: the trained layers and weights, *not compiled*. It
+    holds no optimizer slots (a third of the size of a training checkpoint such as
+    ``winner/best.keras``) and no reference to our custom loss, so any Keras 3 loads it with
+    ``safe_mode=True`` without this package. To train it further, compile it again with
+    :func:`model.compile_language_model` (the card's ``training`` says with what). Every file is written under a temporary name and renamed, so a folder
+    never holds half a file; files already there are replaced.
+
+    Args:
+        model: a model from :func:`model.build_language_model`, trained.
+        vocab: its vocabulary; ``len(vocab)`` must equal the model's number of logits.
+        folder: the export folder, created if missing (``RUN_DIR/winner/export``).
+        card: JSON-serializable facts about the model (config, losses, data); the card adds
+            ``vocab_size``, ``training`` (loss, optimizer config), ``exported_at`` (UTC),
+            ``versions`` (python, tensorflow, keras, numpy), ``files`` and ``signatures``.
+
+    Returns:
+        ``{"keras": ..., "saved_model": ..., "vocab": ..., "card": ...}``.
+
+    Example:
+        >>> sorted(export_model(model, vocab, tmp_path, {"trial_id": "t1"}))  # doctest: +SKIP
+        ['card', 'keras', 'saved_model', 'vocab']
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"model={model!r} must be a keras.Model")
+    if not isinstance(vocab, Vocabulary):
+        raise ValueError(f"vocab={vocab!r} must be a data_pipeline.Vocabulary")
+    if model.output_shape[-1] != len(vocab):
+        raise ValueError(f"the model has {model.output_shape[-1]} logits but the vocabulary "
+                         f"{len(vocab)} tokens: pass the vocabulary the model was trained with")
+    if not isinstance(card, dict):
+        raise ValueError(f"card={card!r} must be a dict")
+    try:
+        json.dumps(card)
+    except TypeError as e:
+        raise ValueError(f"card must be JSON-serializable: {e}") from None
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {key: folder / name for key, name in FILES.items()}
+
+    copy = _inference_copy(model)
+    _atomic(paths["keras"], lambda tmp: copy.save(tmp), suffix=".keras")
+    _atomic(paths["saved_model"], lambda tmp: _write_saved_model(copy, vocab, tmp))
+    vocab.to_json(paths["vocab"])
+    full_card = {
+        **card,
+        "vocab_size": len(vocab),
+        "training": {"loss": "lstm_sweep>masked_cross_entropy (model.lm)",
+                     "optimizer": _optimizer_config(model)},
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__},
+        "files": FILES,
+        "signatures": {
+            "serving_default": "prompts: string[batch] -> probabilities, logits: float32[batch, vocab] "
+                               "for the token after each cleaned prompt",
+            "next_token_ids": "tokens: int32[batch, time], <start> first, right-padded with 0 -> "
+                              "probabilities, logits: float32[batch, vocab] after each row's last token",
+            "vocabulary": "() -> tokens: string[vocab], token i has id i",
+        },
+    }
+    text = json.dumps(full_card, indent=2, ensure_ascii=False)
+    _atomic(paths["card"], lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), suffix=".json")
+    return paths
+
+
+def load_export(folder: str | Path) -> tuple[keras.Model, Vocabulary, dict[str, Any]]:
+    """Load ``(model, vocab, card)`` from a folder written by :func:`export_model`.
+
+    The model comes from ``model.keras`` with ``safe_mode=True``; it is not compiled (see
+    :func:`export_model`): ready for inference and :func:`model.generation.generate`.
+
+    Raises:
+        CorpusError: the folder or one of its files is missing or unreadable; the message
+            names it and says to re-run ``lstm-sweep export RUN_DIR``.
+
+    Example:
+        >>> model, vocab, card = load_export("runs/demo/winner/export")  # doctest: +SKIP
+    """
+    folder = Path(folder)
+    again = _export_hint(folder)
+    for key in ("keras", "vocab", "card"):
+        path = folder / FILES[key]
+        if not path.is_file():
+            what = "folder" if not folder.is_dir() else "file"
+            missing = folder if what == "folder" else path
+            raise CorpusError(f"export {what} {missing} is missing: {again}")
+    try:
+        model = keras.models.load_model(folder / FILES["keras"], safe_mode=True)
+        card = json.loads((folder / FILES["card"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError, KeyError) as e:  # a torn or foreign file
+        raise CorpusError(f"cannot load the export in {folder}: {type(e).__name__}: {e}: {again}") from None
+    vocab = Vocabulary.from_json(folder / FILES["vocab"])
+    if model.output_shape[-1] != len(vocab):
+        raise CorpusError(f"{folder}: model.keras has {model.output_shape[-1]} logits, vocab.json "
+                          f"{len(vocab)} tokens: {again}")
+    return model, vocab, card
+
+
+# ---------------------------------------------------------------- the SavedModel
+
+def _write_saved_model(model: keras.Model, vocab: Vocabulary, path: str) -> None:
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(vocab.tokens), tf.range(len(vocab), dtype=tf.int64)),
+        default_value=UNK_ID)
+    tokens = tf.constant(vocab.tokens)
+
+    def next_token(ids: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
+        logits = tf.cast(model(ids, training=False), tf.float32)
+        last = tf.gather(logits, tf.maximum(lengths, 1) - 1, batch_dims=1)
+        return {"probabilities": tf.nn.softmax(last), "logits": last}
+
+    def serving_default(prompts: tf.Tensor) -> dict[str, tf.Tensor]:
+        words = tf.strings.split(_clean_in_tf(prompts))
+        ids = tf.cast(table.lookup(words), tf.int32)
+        start = tf.fill([tf.shape(prompts)[0], 1], START_ID)
+        ids = tf.concat([tf.RaggedTensor.from_tensor(start), ids], axis=1)
+        # One extra padding column keeps an empty batch at >= 1 step; causal: no change to the rest.
+        dense = tf.pad(ids.to_tensor(0), [[0, 0], [0, 1]])
+        return next_token(dense, tf.cast(ids.row_lengths(), tf.int32))
+
+    def next_token_ids(ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        return next_token(ids, tf.math.count_nonzero(ids, axis=1, dtype=tf.int32))
+
+    def vocabulary() -> dict[str, tf.Tensor]:
+        return {"tokens": tokens}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(table)
+    # The first endpoint added is also "serving_default" for TF Serving; we name it so.
+    archive.add_endpoint("serving_default", serving_default, [tf.TensorSpec([None], tf.string, name="prompts")])
+    archive.add_endpoint("next_token_ids", next_token_ids, [tf.TensorSpec([None, None], tf.int32, name="tokens")])
+    archive.add_endpoint("vocabulary", vocabulary, [])
+    archive.write_out(path, verbose=False)
+
+
+def _clean_in_tf(prompts: tf.Tensor) -> tf.Tensor:
+    """:func:`data_pipeline.clean_line` in TensorFlow string ops, without ``<start>``/``<end>``.
+
+    Lowercase (Unicode), a space around each of ``? . ! , ¿``, every run of other characters
+    that are not letters (Unicode L*) or marks (M*) to one space, strip. The same words as
+    ``clean_line`` for ordinary text; the differences: no NFC normalization (an accent typed as a
+    separate combining character stays a separate code point, so such a word may look up as
+    ``<unk>``); a prompt ending in ``':'`` or with nothing left is not dropped, it is predicted
+    from ``<start>`` and what is left; ICU's lowercasing (TensorFlow) and Python's differ in rare
+    cases such as the Turkish dotted ``'İ'``.
+    """
+    text = tf.strings.lower(prompts, encoding="utf-8")
+    marks = "".join("\\" + m if m in ".?" else m for m in MARKS)
+    text = tf.strings.regex_replace(text, f"([{marks}])", r" \1 ")
+    text = tf.strings.regex_replace(text, f"[^\\p{{L}}\\p{{M}}{marks}]+", " ")
+    return tf.strings.strip(text)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _inference_copy(model: keras.Model) -> keras.Model:
+    """The same layers and weights, not compiled: no optimizer slots, no custom objects needed."""
+    copy = type(model).from_config(model.get_config())  # clone_model would compile it again
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _optimizer_config(model: keras.Model) -> dict[str, Any] | None:
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    try:
+        return json.loads(json.dumps(keras.saving.serialize_keras_object(optimizer), default=str))
+    except (TypeError, ValueError):  # pragma: no cover - an exotic optimizer
+        return {"class_name": type(optimizer).__name__}
+
+
+def _atomic(path: Path, write, suffix: str = "") -> None:
+    """Call ``write(temporary path)`` next to ``path``, then move the result onto ``path``."""
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / f"new{suffix}"
+    try:
+        write(str(tmp))
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def _export_hint(folder: Path) -> str:
+    run_dir = folder.parent.parent if folder.parent.name == "winner" else "RUN_DIR"
+    return f"re-run `lstm-sweep export {run_dir}` to write it"
