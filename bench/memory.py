@@ -23,6 +23,8 @@ child mode), so one config's peak cannot leak into another's:
   allocator keeps statistics) is recorded beside it: the tensors alone, without what the
   allocator holds besides. On a GPU the measure is ``get_memory_info('GPU:0')['peak']`` above
   its ``current`` at the baseline (untested here);
+* then it saves a checkpoint as a trial does after each epoch (an unzipped Keras folder, one
+  variable at a time); the high-water mark of the save counts too;
 * seconds per step: the median of the measured steps, timed between the ends of consecutive
   steps (a whole ``fit()`` also waits for tf.data's autotuning thread to stop).
 
@@ -216,6 +218,12 @@ def measure(cfg: dict, threads: int, steps: int) -> dict:
     ends = [t0] + [s["end"] for s in steps_seen[1:]]
     step_times = sorted(later - earlier for earlier, later in zip(ends, ends[1:]))
     step_s = step_times[len(step_times) // 2]  # the median
+    # The epoch's checkpoint, saved as a trial saves it (an unzipped Keras folder).
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        model.save(Path(folder) / "model", zipped=False)
+        save_peak = (_hwm() if reset else sampler.peak) - baseline
     sampled = sampler.stop()
 
     rss = [s["rss_peak"] / MiB for s in steps_seen]
@@ -229,13 +237,14 @@ def measure(cfg: dict, threads: int, steps: int) -> dict:
                tf_current_mb=(steps_seen[-1]["tf_current"] or 0) / MiB,
                first_step_s=first_s, sec_per_step=step_s, step_s=[round(x, 3) for x in step_times],
                loss=float(history.history["loss"][-1]))
+    out["checkpoint_peak_mb"] = save_peak / MiB
     out["peak_first_mb"] = rss[0]
     out["peak_steady_mb"] = max(rss[1:])
     out["tf_peak_mb"] = max(tf_peaks) if tf_peaks else float("nan")
     if on_gpu:  # TensorFlow's own peak is the measure on a GPU
         out["measured_mb"] = out["tf_peak_mb"]
     else:  # the high-water marks are exact; the sampler only adds where the reset was refused
-        out["measured_mb"] = max(max(rss), out["sampled_peak_mb"])
+        out["measured_mb"] = max(max(rss), out["checkpoint_peak_mb"], out["sampled_peak_mb"])
     return out
 
 
@@ -259,7 +268,7 @@ def predict(row: dict) -> dict:
                                                "batch_size", "seq_len", "dropout")})
     predicted = est.total / MiB
     return {"predicted_mb": predicted, "state_mb": est.state / MiB, "activations_mb": est.activations / MiB,
-            "workspace_mb": est.workspace / MiB,
+            "workspace_mb": est.workspace / MiB, "checkpoint_mb": est.checkpoint / MiB,
             "error_pct": 100 * (predicted - row["measured_mb"]) / row["measured_mb"]}
 
 
@@ -276,7 +285,8 @@ def run_child(cfg: dict, threads: int, steps: int, timeout: float) -> dict:
 
 COLUMNS = ["name", "vocab_size", "embedding_size", "hidden_size", "num_layers", "batch_size", "seq_len",
            "dropout", "params", "predicted_mb", "measured_mb", "error_pct", "state_mb", "activations_mb",
-           "workspace_mb", "tf_peak_mb", "tf_current_mb", "peak_first_mb", "peak_steady_mb", "sampled_peak_mb",
+           "workspace_mb", "checkpoint_mb", "checkpoint_peak_mb", "tf_peak_mb", "tf_current_mb", "peak_first_mb",
+           "peak_steady_mb", "sampled_peak_mb",
            "baseline_mb", "rss_tf_mb", "rss_ray_mb", "with_ray", "first_step_s", "sec_per_step", "steps",
            "threads", "device", "repeats", "measured_min_mb", "measured_runs_mb", "step_rss_peak_mb",
            "step_tf_peak_mb"]
@@ -343,12 +353,13 @@ def merge(runs: list[list[dict]]) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     out = ["| config | params | predicted MB | measured MB | error % | runs MB | 1st-step RSS MB "
-           "| later-steps RSS MB | TF allocator peak MB | s/step |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "| later-steps RSS MB | checkpoint RSS MB | TF allocator peak MB | s/step |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         runs = "/".join(f"{x:.0f}" for x in r.get("measured_runs_mb") or [r["measured_mb"]])
         out.append(f"| {r['name']} | {r['params']:,} | {r['predicted_mb']:.0f} | {r['measured_mb']:.0f} "
                    f"| {r['error_pct']:+.1f} | {runs} | {r['peak_first_mb']:.0f} | {r['peak_steady_mb']:.0f} "
+                   f"| {r.get('checkpoint_peak_mb', float('nan')):.0f} "
                    f"| {r.get('tf_peak_mb', float('nan')):.0f} | {r['sec_per_step']:.2f} |")
     return "\n".join(out)
 

@@ -3,7 +3,7 @@
 Peers find a batch size by trial and error (Lightning's BatchSizeFinder, Accelerate's
 ``find_executable_batch_size``: run, crash with OOM, halve). We count instead:
 
-    peak = state + activations + workspace
+    peak = state + activations + workspace + checkpoint
 
 * **state**: parameters, their gradients and Adam's two moment slots (4 values a
   parameter), plus the parameter-sized temporaries of the backward pass and the update, and
@@ -16,6 +16,9 @@ Peers find a batch size by trial and error (Lightning's BatchSizeFinder, Acceler
   vocabularies of thousands.
 * **workspace**: the framework's own overhead once a model exists (traced graphs, kernels,
   small allocations), a constant, plus a share of the activations for the allocator's slack.
+* **checkpoint**: saving the epoch's checkpoint (an unzipped Keras folder, see
+  ``search.trainable``) copies one variable at a time out of TensorFlow:
+  ``CHECKPOINT_COPIES x`` the largest variable, on top of what the allocator still holds.
 
 All sizes in bytes. float32 is 4 bytes a value; ``mixed_float16`` (GPUs) stores
 activations in 2 bytes but keeps float32 weights, slots and logits. The peak is linear in
@@ -77,8 +80,12 @@ PRECISIONS = {"float32": 4, "mixed_float16": 2}  # bytes per activation value
 # Calibration against measured CPU peaks (bench/memory.py; the module docstring gives the reasons).
 STATE_COPIES = 6.3  # float32 copies of the parameters: weights, grads, Adam m and v, temporaries, slack
 LOGIT_COPIES = 1.5  # float32 B x T x V buffers: the logits (forwarded into their gradient), slack
-WORKSPACE_BYTES = 72 * 2**20  # framework constant: traced graphs, oneDNN primitives, small-tensor arenas
+WORKSPACE_BYTES = 64 * 2**20  # framework constant: traced graphs, oneDNN primitives, small-tensor arenas
 WORKSPACE_SHARE = 0.07  # allocator slack growing with the activations
+# Saving a checkpoint folder: h5py's copy of the variable being written and its buffers. Measured
+# above the training steps' own peak: +128 MB at hidden 2048 (the largest variable, 2048 x 8192, is 64 MiB),
+# +14 MB at hidden 256 and vocabulary 7000 (7 MiB).
+CHECKPOINT_COPIES = 2.0
 # A trial process's own resident memory before its model exists; reserved on top of the predicted
 # peak. Measured: 705 MiB in bench/memory.py's children (Python, TensorFlow 2.21, Keras 3.15,
 # Ray Tune 2.60 imported, token arrays and tf.data pipeline built), 729 MiB in a Ray worker that
@@ -94,10 +101,11 @@ class MemoryEstimate:
     state: int  # weights, gradients, Adam slots, parameter-sized temporaries and their slack
     activations: int
     workspace: int
+    checkpoint: int = 0  # saving the epoch's checkpoint, one variable at a time
 
     @property
     def total(self) -> int:
-        return self.state + self.activations + self.workspace
+        return self.state + self.activations + self.workspace + self.checkpoint
 
 
 def count_parameters(vocab_size: int, embedding_size: int, hidden_size: int,
@@ -120,6 +128,18 @@ def count_parameters(vocab_size: int, embedding_size: int, hidden_size: int,
         total += gates * hidden_size * (width + hidden_size) + biases * gates * hidden_size
         width = hidden_size
     return total + hidden_size * vocab_size + vocab_size  # output layer
+
+
+def largest_variable(vocab_size: int, embedding_size: int, hidden_size: int,
+                     cell: str = "lstm") -> int:
+    """Values in the largest weight matrix of the model: embedding, a kernel, or the output layer.
+
+    Example:
+        >>> largest_variable(vocab_size=7000, embedding_size=256, hidden_size=2048)  # 2048 x 8192
+        16777216
+    """
+    width = _gates(cell) * hidden_size  # a recurrent layer's kernels are (input, gH) and (H, gH)
+    return max(vocab_size * embedding_size, embedding_size * width, hidden_size * width, hidden_size * vocab_size)
 
 
 def estimate_memory(config: Mapping, precision: str = "float32") -> MemoryEstimate:
@@ -149,6 +169,7 @@ def estimate_memory(config: Mapping, precision: str = "float32") -> MemoryEstima
         state=int(STATE_COPIES * params * 4),
         activations=activations,
         workspace=int(WORKSPACE_BYTES + WORKSPACE_SHARE * activations),
+        checkpoint=int(CHECKPOINT_COPIES * 4 * largest_variable(v, e, h, cell)),
     )
 
 
@@ -174,7 +195,7 @@ def largest_batch_that_fits(config: Mapping, budget_bytes: int, precision: str =
     Example:
         >>> cfg = dict(vocab_size=7000, embedding_size=256, hidden_size=512, seq_len=14)
         >>> largest_batch_that_fits(cfg, budget_bytes=2 * 2**30)
-        1993
+        1971
     """
     if budget_bytes <= 0:
         raise ValueError(f"budget_bytes={budget_bytes} must be > 0")

@@ -120,7 +120,9 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
-            search_alg=OptunaSearch(sampler=sampler),
+            # Optuna needs something to search; with every value fixed, Tune's default
+            # generator repeats the one config num_samples times (seeds aside, a repeatability check).
+            search_alg=OptunaSearch(sampler=sampler) if config.searched() else None,
             # One report per epoch, so Tune's training_iteration is the epoch count.
             scheduler=ASHAScheduler(time_attr="training_iteration", max_t=config.budget.max_epochs,
                                     grace_period=config.asha.grace_period,

@@ -35,7 +35,7 @@ def test_peak_grows_with_every_size_and_is_linear_in_batch():
     assert steps[2] - steps[1] == pytest.approx(slope, abs=4)
     assert steps[3] - steps[0] == pytest.approx(99 * slope, abs=400)
     parts = estimate_memory({**BASE, "batch_size": 64})
-    assert parts.total == parts.state + parts.activations + parts.workspace
+    assert parts.total == parts.state + parts.activations + parts.workspace + parts.checkpoint
     assert parts.parameters == count_parameters(7000, 256, 512)
 
 

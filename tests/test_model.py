@@ -1,6 +1,9 @@
 """The language model, its padding-masked loss and its exact validation figures."""
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -84,3 +87,13 @@ def test_training_lowers_the_loss_on_a_learnable_sequence():
     model.fit(ds, epochs=8, verbose=0)
     after = evaluate_language_model(model, ds)["val_loss"]
     assert after < 0.5 * before
+
+
+def test_a_one_cpu_trial_still_gets_two_inter_op_threads():
+    # TensorFlow's thread pools are per process and fixed at the first op: a fresh process.
+    code = ("from model import configure_threads; import tensorflow as tf; configure_threads(1); "
+            "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+            "tf.config.threading.get_inter_op_parallelism_threads())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.stdout.split()[-2:] == ["1", "2"]  # one inter-op thread doubles an LSTM step's peak

@@ -70,3 +70,14 @@ def test_one_trial_at_a_time_is_reproducible(tmp_path, local_ray, tiny_sweep):
     a, b = (load_experiment(tmp_path / n / "ray", max_epochs=2) for n in ("a", "b"))
     assert [r.params for r in a] == [r.params for r in b]
     assert runs[0].val_loss.tolist() == pytest.approx(runs[1].val_loss.tolist(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_space_with_nothing_to_search_trains_the_one_config(tmp_path, local_ray, tiny_sweep):
+    # Optuna refuses an empty search space; the fixed config is trained num_samples times.
+    config = tiny_sweep(tmp_path, samples=2, epochs=1, space={"embedding_size": 8, "hidden_size": 8,
+                                                              "learning_rate": 1e-2})
+    assert config.searched() == []
+    trials = pd.read_csv(run_sweep(config, name="run").run_dir / "trials.csv")
+    assert len(trials) == 2 and set(trials.status) == {"completed"}
+    assert set(trials.hidden_size) == {8} and set(trials.learning_rate) == {1e-2}
