@@ -40,7 +40,8 @@ def load_experiment(experiment_dir: str | Path, max_epochs: int) -> list[TrialRe
 
     if max_epochs < 1:
         raise ValueError(f"max_epochs={max_epochs} must be >= 1")
-    analysis = ExperimentAnalysis(str(experiment_dir))
+    # Absolute: Ray reads a relative path as a URI without a scheme and fails.
+    analysis = ExperimentAnalysis(str(Path(experiment_dir).resolve()))
     frames = analysis.trial_dataframes
     return [_record(trial, frames.get(trial.trial_id, pd.DataFrame()), max_epochs)
             for trial in sorted(analysis.trials, key=_start_order)]

@@ -73,11 +73,14 @@ def test_one_trial_at_a_time_is_reproducible(tmp_path, local_ray, tiny_sweep):
 
 
 @pytest.mark.slow
-def test_a_space_with_nothing_to_search_trains_the_one_config(tmp_path, local_ray, tiny_sweep):
+def test_a_space_with_nothing_to_search_trains_the_one_config(tmp_path, local_ray, tiny_sweep, monkeypatch):
     # Optuna refuses an empty search space; the fixed config is trained num_samples times.
-    config = tiny_sweep(tmp_path, samples=2, epochs=1, space={"embedding_size": 8, "hidden_size": 8,
-                                                              "learning_rate": 1e-2})
+    # The output folder is relative, as in sweeps/quick.yaml (`output: runs`).
+    monkeypatch.chdir(tmp_path)
+    config = tiny_sweep("runs", samples=2, epochs=1, space={"embedding_size": 8, "hidden_size": 8,
+                                                            "learning_rate": 1e-2})
     assert config.searched() == []
     trials = pd.read_csv(run_sweep(config, name="run").run_dir / "trials.csv")
+    assert (tmp_path / "runs" / "run" / "val_loss.png").is_file()
     assert len(trials) == 2 and set(trials.status) == {"completed"}
     assert set(trials.hidden_size) == {8} and set(trials.learning_rate) == {1e-2}
