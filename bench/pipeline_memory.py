@@ -36,11 +36,11 @@ def measure(variant: str, rows: int, batch: int) -> dict:
 
     from data_pipeline import lm_dataset
     from data_pipeline.dataset import _shift_and_trim
-    from model.devices import _reset_high_water_mark, _status_bytes
+    from model.devices import _current_rss_bytes, _high_water_mark_bytes, _reset_high_water_mark
 
     array = np.random.default_rng(0).integers(4, 2000, size=(rows, 15)).astype(np.int32)
     next(iter(tf.data.Dataset.range(1)))  # tf.data's own start-up is not the pipeline's
-    baseline = _status_bytes("VmRSS")
+    baseline = _current_rss_bytes()
     _reset_high_water_mark()
     if variant == "lm_dataset":
         ds = lm_dataset(array, batch, shuffle=True, seed=0)
@@ -54,7 +54,7 @@ def measure(variant: str, rows: int, batch: int) -> dict:
             pass
         seconds.append(time.perf_counter() - start)
     return {"variant": variant, "rows": rows, "batch": batch,
-            "peak_mb": (_status_bytes("VmHWM") - baseline) / 2**20, "seconds": seconds}
+            "peak_mb": (_high_water_mark_bytes() - baseline) / 2**20, "seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> int:

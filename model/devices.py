@@ -70,9 +70,15 @@ class PeakMemory:
         return max(0, _high_water_mark_bytes() - self.baseline)
 
 
-def _status_bytes(key: str) -> int:
+def read_proc_bytes(path: str, key: str) -> int:
+    """The ``key:  N kB`` line of a Linux ``/proc`` file, in bytes; 0 without it (or without /proc).
+
+    Example:
+        >>> read_proc_bytes("/proc/meminfo", "MemTotal") > 0  # doctest: +SKIP
+        True
+    """
     try:
-        with open("/proc/self/status") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(key + ":"):
                     return int(line.split()[1]) * 1024
@@ -82,11 +88,11 @@ def _status_bytes(key: str) -> int:
 
 
 def _current_rss_bytes() -> int:
-    return _status_bytes("VmRSS") or _max_rss_bytes()
+    return read_proc_bytes("/proc/self/status", "VmRSS") or _max_rss_bytes()
 
 
 def _high_water_mark_bytes() -> int:
-    return _status_bytes("VmHWM") or _max_rss_bytes()
+    return read_proc_bytes("/proc/self/status", "VmHWM") or _max_rss_bytes()
 
 
 def _reset_high_water_mark() -> None:

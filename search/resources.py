@@ -28,6 +28,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from model.devices import read_proc_bytes
 from model.memory import PROCESS_BASELINE_BYTES, estimate_peak_bytes, largest_batch_that_fits
 
 MiB, GiB = 2**20, 2**30
@@ -217,7 +218,7 @@ def ray_nodes() -> list[NodeInfo]:
 
 def this_machine() -> list[NodeInfo]:
     """This machine as a one-node cluster, as a local Ray would see it (for ``lstm-sweep plan``)."""
-    available = _meminfo_bytes("MemAvailable") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    available = read_proc_bytes("/proc/meminfo", "MemAvailable") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return [NodeInfo(cpus=float(os.cpu_count() or 1), memory_bytes=RAY_MEMORY_SHARE * available)]
 
 
@@ -236,14 +237,3 @@ def local_gpu_memory_bytes() -> int:
 
 def _round_up(share: float, grid: int) -> float:
     return max(1, math.ceil(share * grid - 1e-9)) / grid
-
-
-def _meminfo_bytes(key: str) -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
