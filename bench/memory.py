@@ -56,8 +56,10 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,10 +154,10 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
-def measure(cfg: dict, threads: int, steps: int) -> dict:
-    """Train ``cfg`` for 1 + ``steps`` steps in this process; its peak memory above the baseline."""
+def measure(cfg: dict, threads: int, steps: int, epochs: int = 2) -> dict:
+    """Train ``cfg`` as a trial does for ``epochs`` epochs of ``steps`` steps; its peak above the baseline."""
     rss_start = _rss()
-    from model.train import compile_language_model, configure_threads  # imports TensorFlow
+    from model.train import configure_threads  # imports TensorFlow
 
     configure_threads(threads)
     import keras
@@ -163,8 +165,8 @@ def measure(cfg: dict, threads: int, steps: int) -> dict:
     import tensorflow as tf
 
     from data_pipeline.dataset import lm_dataset
+    from model import build_language_model, compile_language_model, fit_language_model, save_checkpoint, set_seed
     from model.devices import configure_gpu
-    from model.lm import build_language_model
 
     on_gpu = configure_gpu(None)
     rss_tf = _rss()
@@ -174,17 +176,18 @@ def measure(cfg: dict, threads: int, steps: int) -> dict:
     except ImportError:
         with_ray = False
     rss_ray = _rss()
+    # As every trial: seeded. `"deterministic_ops": true` in the config measures TensorFlow's
+    # deterministic kernels too (model.set_seed says what they cost).
+    set_seed(0, deterministic_ops=bool(cfg.get("deterministic_ops", False)))
 
     v, b, n_tok = cfg["vocab_size"], cfg["batch_size"], cfg["max_tokens"]
-    rng = np.random.default_rng(0)
-    # 4 distinct batches of full-length sentences: <start> (2), words in [4, vocab), <end> (3).
-    rows = np.empty((4 * b, n_tok), np.int32)
-    rows[:, 0], rows[:, -1] = 2, 3
-    rows[:, 1:-1] = rng.integers(4, v, size=(4 * b, n_tok - 2), dtype=np.int32)
-    dataset = lm_dataset(rows, b, shuffle=True, seed=0, drop_remainder=True).repeat()
+    train_rows, val_rows = _sentences(np, steps * b, v, n_tok, seed=0), _sentences(np, 2 * b, v, n_tok, seed=1)
+    train = lm_dataset(train_rows, b, shuffle=True, seed=0)
+    val = lm_dataset(val_rows, b, shuffle=False)
     seq_len = n_tok - 1
 
-    # Baseline: TensorFlow (and Ray) imported, data ready, no model yet.
+    # Baseline: TensorFlow (and Ray) imported, data ready, no model yet (where a trial's
+    # PeakMemory starts).
     baseline = _rss()
     hwm_before = _hwm()
     reset = _reset_hwm()
@@ -192,16 +195,30 @@ def measure(cfg: dict, threads: int, steps: int) -> dict:
     sampler = RssSampler()
     sampler.start()
     steps_seen: list[dict] = []
+    saves: list[float] = []
+
+    def high_water() -> int:
+        return (_hwm() if reset else sampler.peak) - baseline
 
     class EveryStep(keras.callbacks.Callback):
-        """The high-water marks of each step (RSS and TensorFlow's allocator), then reset them."""
+        """The high-water marks of each step (RSS and TensorFlow's allocator), then reset them;
+        at each epoch's end (after validation) the trial's checkpoint save, measured alone."""
 
         def on_train_batch_end(self, batch, logs=None):
             tf_info = _tf_memory(tf, "GPU:0" if on_gpu else "CPU:0", reset_stats=True)
-            steps_seen.append({"end": time.perf_counter(),
-                               "rss_peak": (_hwm() if reset else sampler.peak) - baseline,
+            steps_seen.append({"end": time.perf_counter(), "rss_peak": high_water(),
                                "tf_peak": tf_info["peak"] - tf_base if tf_info else None,
                                "tf_current": tf_info["current"] - tf_base if tf_info else None})
+            if reset:
+                _reset_hwm()
+
+        def on_epoch_end(self, epoch, logs=None):
+            steps_seen[-1]["rss_peak"] = max(steps_seen[-1]["rss_peak"], high_water())  # validation
+            if reset:
+                _reset_hwm()
+            with tempfile.TemporaryDirectory() as folder:
+                save_checkpoint(self.model, folder)
+                saves.append(high_water())
             if reset:
                 _reset_hwm()
 
@@ -209,26 +226,17 @@ def measure(cfg: dict, threads: int, steps: int) -> dict:
                                  cfg["num_layers"], cfg["dropout"])
     compile_language_model(model, 1e-3)
     t0 = time.perf_counter()
-    model.fit(dataset, steps_per_epoch=1, epochs=1, verbose=0, callbacks=[EveryStep()])  # trace + 1st step
+    history = fit_language_model(model, train, val, epochs=epochs, callbacks=[EveryStep()])
     first_s = steps_seen[0]["end"] - t0  # build, trace and the first step
-    t0 = time.perf_counter()
-    history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[EveryStep()])
-    # Per step from the callback's clock: the whole fit() also waits for tf.data's autotuning
-    # thread to wind down (up to seconds), which is no part of a step.
-    ends = [t0] + [s["end"] for s in steps_seen[1:]]
-    step_times = sorted(later - earlier for earlier, later in zip(ends, ends[1:]))
+    # Per step from the callback's clock, the first epoch's later steps (no tracing, no validation).
+    ends = [s["end"] for s in steps_seen[:steps]]
+    step_times = sorted(later - earlier for earlier, later in zip(ends, ends[1:])) or [first_s]
     step_s = step_times[len(step_times) // 2]  # the median
-    # The epoch's checkpoint, saved as a trial saves it (an unzipped Keras folder).
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as folder:
-        model.save(Path(folder) / "model", zipped=False)
-        save_peak = (_hwm() if reset else sampler.peak) - baseline
     sampled = sampler.stop()
 
     rss = [s["rss_peak"] / MiB for s in steps_seen]
     tf_peaks = [s["tf_peak"] / MiB for s in steps_seen if s["tf_peak"] is not None]
-    out = dict(cfg, seq_len=seq_len, params=int(model.count_params()), steps=steps, threads=threads,
+    out = dict(cfg, seq_len=seq_len, params=int(model.count_params()), steps=steps, epochs=epochs, threads=threads,
                device="gpu" if on_gpu else "cpu", with_ray=with_ray, hwm_reset=reset,
                rss_start_mb=rss_start / MiB, rss_tf_mb=rss_tf / MiB, rss_ray_mb=rss_ray / MiB,
                baseline_mb=baseline / MiB, hwm_before_baseline_mb=hwm_before / MiB,
@@ -237,15 +245,27 @@ def measure(cfg: dict, threads: int, steps: int) -> dict:
                tf_current_mb=(steps_seen[-1]["tf_current"] or 0) / MiB,
                first_step_s=first_s, sec_per_step=step_s, step_s=[round(x, 3) for x in step_times],
                loss=float(history.history["loss"][-1]))
-    out["checkpoint_peak_mb"] = save_peak / MiB
+    out["checkpoint_peak_mb"] = max(saves) / MiB
     out["peak_first_mb"] = rss[0]
-    out["peak_steady_mb"] = max(rss[1:])
+    out["peak_steady_mb"] = max(rss[1:] or rss)
     out["tf_peak_mb"] = max(tf_peaks) if tf_peaks else float("nan")
     if on_gpu:  # TensorFlow's own peak is the measure on a GPU
         out["measured_mb"] = out["tf_peak_mb"]
     else:  # the high-water marks are exact; the sampler only adds where the reset was refused
         out["measured_mb"] = max(max(rss), out["checkpoint_peak_mb"], out["sampled_peak_mb"])
     return out
+
+
+def _sentences(np, n: int, vocab: int, max_tokens: int, seed: int):
+    """``n`` random sentences as a corpus gives them: <start> (2), 1 to ``max_tokens - 2`` words in
+    ``[4, vocab)``, <end> (3), right-padded with 0, so batches vary in width as a trial's do."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros((n, max_tokens), np.int32)
+    lengths = rng.integers(3, max_tokens + 1, size=n)  # tokens with <start> and <end>
+    for row, length in zip(rows, lengths):
+        row[0], row[length - 1] = 2, 3
+        row[1:length - 1] = rng.integers(4, vocab, size=length - 2)
+    return rows
 
 
 def _tf_memory(tf, device: str, reset_stats: bool = False) -> dict | None:
@@ -272,9 +292,9 @@ def predict(row: dict) -> dict:
             "error_pct": 100 * (predicted - row["measured_mb"]) / row["measured_mb"]}
 
 
-def run_child(cfg: dict, threads: int, steps: int, timeout: float) -> dict:
+def run_child(cfg: dict, threads: int, steps: int, timeout: float, epochs: int = 2) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", json.dumps(cfg),
-           "--threads", str(threads), "--steps", str(steps)]
+           "--threads", str(threads), "--steps", str(steps), "--epochs", str(epochs)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
@@ -283,8 +303,14 @@ def run_child(cfg: dict, threads: int, steps: int, timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
+def default_steps(cfg: dict, threads: int) -> int:
+    """Steps an epoch: about 20 s of training at ~110 GFLOP/s a thread, between 3 and 40."""
+    seconds = _tflop_per_step(cfg) / (0.11 * threads)
+    return max(3, min(40, round(20 / max(seconds, 1e-3))))
+
+
 COLUMNS = ["name", "vocab_size", "embedding_size", "hidden_size", "num_layers", "batch_size", "seq_len",
-           "dropout", "params", "predicted_mb", "measured_mb", "error_pct", "state_mb", "activations_mb",
+           "dropout", "params", "epochs", "predicted_mb", "measured_mb", "error_pct", "state_mb", "activations_mb",
            "workspace_mb", "checkpoint_mb", "checkpoint_peak_mb", "tf_peak_mb", "tf_current_mb", "peak_first_mb",
            "peak_steady_mb", "sampled_peak_mb",
            "baseline_mb", "rss_tf_mb", "rss_ray_mb", "with_ray", "first_step_s", "sec_per_step", "steps",
@@ -306,7 +332,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def read_csv(path: Path) -> list[dict]:
     ints = {"vocab_size", "embedding_size", "hidden_size", "num_layers", "batch_size", "seq_len", "params",
-            "steps", "threads", "repeats"}
+            "steps", "epochs", "threads", "repeats"}
     rows = []
     with open(path) as f:
         for r in csv.DictReader(f):
@@ -431,32 +457,87 @@ def report(rows: list[dict], out_dir: Path) -> None:
     print(f"wrote {out_dir / 'memory.csv'} and {out_dir / 'memory.png'}")
 
 
+def fit(rows: list[dict], margin: float = 0.0) -> tuple[object, float, float]:
+    """The calibration (``model.memory.Calibration``) whose worst over-prediction on ``rows`` is
+    smallest among those that predict no peak lower than ``margin`` below the measured one.
+
+    A grid search over the constants (the checkpoint's copies are measured on their own and
+    kept); returns the calibration and its worst under- and over-prediction.
+    """
+    import numpy as np
+
+    from model.memory import CPU_CALIBRATION, estimate_memory
+
+    unit = CPU_CALIBRATION.replace(state_copies=1, logit_copies=0, workspace_bytes=0, workspace_share=0,
+                                   layer_bytes=0)
+    parts = []
+    for r in rows:
+        cfg = {k: r[k] for k in ("vocab_size", "embedding_size", "hidden_size", "num_layers", "batch_size",
+                                 "seq_len", "dropout")}
+        base = estimate_memory(cfg, calibration=unit)
+        logits = estimate_memory(cfg, calibration=unit.replace(logit_copies=1)).activations - base.activations
+        parts.append((base.state, base.activations, logits, r["num_layers"], base.checkpoint, r["measured_mb"] * MiB))
+    state, act, logits, layers, checkpoint, measured = (np.array(x, float)[:, None] for x in zip(*parts))
+
+    def search(axes):
+        s, g, w, share, lb = (x.ravel()[None, :] for x in np.meshgrid(*axes, indexing="ij"))
+        predicted = s * state + (act + g * logits) * (1 + share) + w + layers * lb + checkpoint
+        error = (predicted - measured) / measured
+        low, high = error.min(axis=0), error.max(axis=0)
+        ok = low >= margin
+        if not ok.any():
+            raise ValueError(f"no calibration in the grid keeps every prediction above {margin:+.0%}")
+        best = np.flatnonzero(ok)[np.argmin(high[ok])]
+        return [float(x[0, best]) for x in (s, g, w, share, lb)], float(low[best]), float(high[best])
+
+    # A coarse grid, then a fine one around its best point.
+    steps = [0.25, 0.125, 8 * MiB, 0.02, 8 * MiB]
+    coarse, *_ = search([np.arange(4.0, 10.01, 0.25), np.arange(0.5, 3.01, 0.125), np.arange(0, 193, 8) * MiB,
+                         np.arange(0.0, 0.301, 0.02), np.arange(0, 129, 8) * MiB])
+    fine = [np.clip(np.linspace(c - 2 * d, c + 2 * d, 17), 0, None) for c, d in zip(coarse, steps)]
+    (s, g, w, share, lb), low, high = search(fine)
+    calibration = CPU_CALIBRATION.replace(state_copies=round(s, 4), logit_copies=round(g, 4),
+                                          workspace_bytes=int(w), workspace_share=round(share, 4), layer_bytes=int(lb))
+    return calibration, low, high
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="a few small configs, a smoke check")
     p.add_argument("--configs", help="comma-separated names from the grid, e.g. h2048-l2-b1024,h256-l1-b32")
-    p.add_argument("--steps", type=int, default=0, help="measured steps after the warm-up step "
-                   "(default: 5, or 3 for configs of over 1 TFLOP a step)")
+    p.add_argument("--steps", type=int, default=0, help="training steps an epoch (default: about 20 s "
+                   "worth, 3 to 40)")
+    p.add_argument("--epochs", type=int, default=2, help="epochs, each with validation and a checkpoint (default 2)")
+    p.add_argument("--parallel", type=int, default=2, help="children at once, as trials side by side (default 2)")
     p.add_argument("--repeats", type=int, default=1, help="fresh processes per config; the measure is "
                    "their highest peak (default 1)")
-    p.add_argument("--threads", type=int, default=2, help="TensorFlow threads (configure_threads)")
+    p.add_argument("--threads", type=int, default=1, help="TensorFlow threads (configure_threads), "
+                   "as a trial's CPUs (default 1)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per config before giving up")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder of memory.csv and memory.png")
     p.add_argument("--reuse", action="store_true", help="no training: recompute the predictions for the "
                    "measurements in OUT/memory.csv (after changing model/memory.py)")
     p.add_argument("--merge", nargs="+", metavar="DIR", help="no training: combine the memory.csv of "
                    "earlier runs, each config measured as the highest of all its runs, into OUT")
+    p.add_argument("--fit", type=float, nargs="?", const=0.0, metavar="MARGIN", help="no training: the constants "
+                   "of model.memory that fit OUT/memory.csv best while no prediction is more than MARGIN "
+                   "(default 0.0: none) below its measured peak")
     p.add_argument("--measure", metavar="JSON", help=argparse.SUPPRESS)  # child mode: one config
     args = p.parse_args(argv)
 
     if args.measure:
         cfg = {**BASE, "num_layers": 1, **json.loads(args.measure)}
         cfg.setdefault("name", name_of(cfg))
-        print(json.dumps(measure(cfg, args.threads, args.steps or 5)), flush=True)
+        print(json.dumps(measure(cfg, args.threads, args.steps or default_steps(cfg, args.threads),
+                                 args.epochs)), flush=True)
         return 0
 
     if args.reuse:
         report(read_csv(args.out / "memory.csv"), args.out)
+        return 0
+    if args.fit is not None:
+        calibration, low, high = fit(read_csv(args.out / "memory.csv"), margin=args.fit)
+        print(f"{calibration}\npredictions from {low:+.1%} to {high:+.1%} of the measured peaks")
         return 0
     if args.merge:
         report(merge([read_csv(Path(d) / "memory.csv") for d in args.merge]), args.out)
@@ -470,28 +551,34 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             p.error(f"unknown configs {sorted(unknown)}; known: {', '.join(known)}")
         grid = [known[n] for n in known if n in wanted]
-    rows = []
-    for cfg in grid:
-        steps = args.steps or (3 if _tflop_per_step(cfg) > 1.0 else 5)
+    def measure_config(cfg: dict) -> dict | None:
+        steps = args.steps or default_steps(cfg, args.threads)
         started = time.perf_counter()
         runs = []
         for _ in range(args.repeats):
             try:
-                runs.append(run_child(cfg, args.threads, steps, args.timeout))
+                runs.append(run_child(cfg, args.threads, steps, args.timeout, args.epochs))
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 print(f"FAILED {cfg['name']}: {e}", file=sys.stderr, flush=True)
         if not runs:
-            continue
+            return None
         # The highest of the fresh-process runs: the allocator's placement varies from run to run.
         row = max(runs, key=lambda r: r["measured_mb"])
         row.update(repeats=len(runs), measured_min_mb=min(r["measured_mb"] for r in runs),
                    measured_runs_mb=[round(r["measured_mb"], 1) for r in runs])
         row.update(predict(row))
-        rows.append(row)
         print(f"{cfg['name']:>18}: measured {row['measured_mb']:7.0f} MB, predicted {row['predicted_mb']:7.0f} MB "
               f"({row['error_pct']:+.1f}%), baseline {row['baseline_mb']:.0f} MB, {row['sec_per_step']:.2f} s/step, "
               f"{time.perf_counter() - started:.0f} s in all", flush=True)
-        write_csv(rows, args.out / "memory.csv")  # partial results survive an interruption
+        return row
+
+    rows = []
+    # ``--parallel`` children at once, as a sweep runs that many trials side by side.
+    with ThreadPoolExecutor(args.parallel) as pool:
+        for row in pool.map(measure_config, grid):
+            if row:
+                rows.append(row)
+                write_csv(rows, args.out / "memory.csv")  # partial results survive an interruption
     if not rows:
         return 1
     print()

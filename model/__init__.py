@@ -9,6 +9,7 @@ from model.train import (
     configure_threads,
     evaluate_language_model,
     fit_language_model,
+    save_checkpoint,
     set_seed,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "generate_by_rerunning_prefix",
     "load_export",
     "masked_cross_entropy",
+    "save_checkpoint",
     "set_seed",
     "token_cross_entropy_sums",
 ]

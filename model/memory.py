@@ -7,67 +7,66 @@ Peers find a batch size by trial and error (Lightning's BatchSizeFinder, Acceler
 
 * **state**: parameters, their gradients and Adam's two moment slots (4 values a
   parameter), plus the parameter-sized temporaries of the backward pass and the update, and
-  the allocator's share of them: ``STATE_COPIES x params`` float32 values (see below).
+  the allocator's share of them: ``state_copies x params`` float32 values (see below).
 * **activations** kept for the backward pass, per batch of ``B`` sentences of ``T`` steps:
   the embedding output (``B T E``); per recurrent layer and step, the gate pre-activations
   and activations and the states (``k_gates H`` for the gates + ``k_states H`` for the
   states: LSTM 4 gates, 2 states; GRU 3, 1; SimpleRNN 1, 1); the dropout masks; and the
-  logits (``LOGIT_COPIES x B T V``, float32 always), the term that dominates at
+  logits (``logit_copies x B T V``, float32 always), the term that dominates at
   vocabularies of thousands.
-* **workspace**: the framework's own overhead once a model exists (traced graphs, kernels,
-  small allocations), a constant, plus a share of the activations for the allocator's slack.
-* **checkpoint**: saving the epoch's checkpoint (an unzipped Keras folder, see
-  ``search.trainable``) copies one variable at a time out of TensorFlow:
-  ``CHECKPOINT_COPIES x`` the largest variable, on top of what the allocator still holds.
+* **workspace**: what the framework holds besides the tensors, a fixed cost per recurrent
+  layer plus a share of the activations for the allocator's slack.
+* **checkpoint**: saving the epoch's checkpoint (an unzipped Keras folder,
+  ``model.train.save_checkpoint``) copies one variable at a time out of TensorFlow:
+  ``checkpoint_copies x`` the largest variable, on top of what the allocator still holds.
 
 All sizes in bytes. float32 is 4 bytes a value; ``mixed_float16`` (GPUs) stores
 activations in 2 bytes but keeps float32 weights, slots and logits. The peak is linear in
 the batch size and grows with every other size.
 
-Calibration (``bench/memory.py``; TensorFlow 2.21, Keras 3.15, CPU, 2 threads; embedding 256,
-vocabulary 7000 (and 2000, 20000), 15 tokens, hidden 256-2048, batch 32-1024, 1-2 layers).
-The measure is the process's resident-set peak above its resident set just before the model
-is built, over a warm-up step and 3-5 training steps of ``model.fit`` and a checkpoint save,
-in a fresh process per config (the first calibration took the highest of 5-7 processes). TensorFlow's CPU allocator statistics (``get_memory_info``) were
-read as well: they show which tensors are alive; the resident set adds what the allocator
-holds besides. The constants and their reasons:
+Calibration (``CPU_CALIBRATION``; ``bench/memory.py`` then ``bench/memory.py --fit -0.10``;
+TensorFlow 2.21, Keras 3.15, CPU; embedding 256, vocabulary 7000 (and 2000, 20000), 15
+tokens, hidden 256-2048, batch 32-1024, 1-2 layers). Each config trains in a fresh process
+*as a trial does* (``set_seed``, one TensorFlow thread, two such processes at once, two
+epochs of padded batches of varying width with validation and a checkpoint save after each),
+and the measure is the process's resident-set peak above its resident set just before the
+model is built. The first calibration measured a quiet process (fixed-shape batches, two
+threads, a few steps); real trials peaked up to 40% above it, mostly through a cost that
+builds up over the first tens of steps (+190 MB at hidden 1024, batch 32). TensorFlow's CPU
+allocator statistics (``get_memory_info``) were read as well: they show which tensors are
+alive; the resident set adds what the allocator holds besides. The constants and their reasons:
 
-* ``STATE_COPIES = 6.3`` (was 4). Weights, gradients and Adam's ``m`` and ``v`` are 4
-  copies. The allocator's own peak shows about 5, most likely because the backward
-  ``while_loop`` of a Keras 3 LSTM on the CPU (no cuDNN) adds each step's recurrent-kernel
-  gradient into an accumulator while that step's product is alive, and Adam's element-wise
-  update makes parameter-sized temporaries. The resident set holds about 1.3 more: the CPU
-  build with oneDNN allocates large tensors from a BFC allocator whose regions double and are
-  never given back, and it does not place a freed parameter-sized temporary at the same
-  addresses every step.
-  At small batches (hidden 2048, batch 32-128) this term is most of the peak.
+* ``state_copies = 6.625``. Weights, gradients and Adam's ``m`` and ``v`` are 4 copies. The
+  allocator's own peak shows about 5, most likely because the backward ``while_loop`` of a
+  Keras 3 LSTM on the CPU (no cuDNN) adds each step's recurrent-kernel gradient into an
+  accumulator while that step's product is alive, and Adam's element-wise update makes
+  parameter-sized temporaries. The resident set holds more: freed parameter-sized buffers
+  are not placed at the same addresses every step. At small batches (hidden 2048, batch
+  32-128) this term is most of the peak.
 * per recurrent layer ``(2 k_gates + k_states) H`` values a token (10 H for an LSTM), kept:
   the allocator's peak fits 9-10 H, which is what the ``while_loop`` stores for its gradient
   (``h`` and ``c`` of the previous step, the 4 gate activations, ``tanh(c)``) plus the layer
   output in its time-major array and its batch-major copy.
-* ``LOGIT_COPIES = 1.5`` (was 3: logits, softmax, gradient). The allocator's peak holds
-  about 1.0 logits-sized buffer: TensorFlow forwards buffers, so
-  ``sparse_softmax_cross_entropy_with_logits`` can write its gradient into the logits buffer
-  once nothing else reads it, and the scaling by the loss weights can run in place. The
-  resident set holds about 1.5: the largest buffer of a step lands at other addresses on
-  some steps.
-* ``WORKSPACE_BYTES = 64 MiB``: what a small model holds beyond its tensors (the traced
-  train function, oneDNN primitives, malloc arenas of small tensors).
-* ``WORKSPACE_SHARE = 0.07`` (was 0.25): further allocator slack, growing with the activations.
-* ``CHECKPOINT_COPIES = 2``: the epoch's checkpoint save, measured above the steps' own peak.
+* ``logit_copies = 1.47`` (3 would be logits, softmax and gradient). The allocator's peak
+  holds about 1.0 logits-sized buffer: TensorFlow forwards buffers, so the fused
+  ``sparse_softmax_cross_entropy_with_logits`` writes its gradient into the logits buffer
+  once nothing else reads it. Op determinism replaces that fused kernel with a
+  ``log_softmax`` and a ``gather`` holding about two more: ``model.set_seed`` leaves it off.
+* ``layer_bytes = 78 MiB`` a recurrent layer, ``workspace_bytes = 0``: what a model holds
+  beyond its tensors grows with its recurrent layers (each one's traced ``while_loop``, its
+  oneDNN primitives and per-step buffers of every batch width seen), not with the process.
+* ``workspace_share = 0.085``: further allocator slack, growing with the activations.
+* ``checkpoint_copies = 2``: the epoch's checkpoint save, measured above the steps' own peak.
 
-Against ``bench/memory.py`` on 2026-11-23 (20 configs, each in a fresh process, the checkpoint
-save included) every prediction lies between 8.9% below and 24.1% above the measured peak
-(target: at most 10% below, 25% above); the constants were fitted to that run, so the band
-holds in-sample and only at its edges. No batch-linear model does much better: at hidden 256
-the peaks at batch 32, 512 and 1024 are 166, 622 and 770 MB, nearly off any line within the
-band. On a GPU (cuDNN, no while-loop stash, TensorFlow's own peak as the measure) the
-figures are expected to over-state; not measured.
-
-Known gap: a trial inside a sweep peaks higher than this calibration's quiet, fixed-shape
-process (``bench/memory_budget.py``: hidden 2048 at batch 82, predicted 768 MB, measured
-898-1100 MB) because of op determinism (``model.set_seed``), a second trial competing for
-the cores, padded batches of varying length, and validation; see BENCHMARKS.md.
+Against ``bench/memory.py`` on 2026-11-23 (20 trial-like configs) every prediction lies
+between 9.9% below and 24.6% above the measured peak (target: at most 10% below, 25% above).
+The constants were fitted to that run (``--fit``: the smallest worst over-prediction with no
+prediction more than 10% below), so the band holds in-sample and at its edges: no model
+linear in the batch does much better, since at hidden 256 the peaks at batch 128, 512 and
+1024 are 279, 649 and 781 MB. ``HEADROOM`` (10%) is that worst under-prediction: the
+planner (``search.resources``) sizes a trial against 90% of its budget. On a GPU (cuDNN, no
+while-loop stash, TensorFlow's own peak as the measure) the figures are expected to
+over-state; not measured.
 
 ``PROCESS_BASELINE_BYTES`` is not in the peak: it is what a trial process holds before its
 model exists, reserved besides it.
@@ -75,6 +74,7 @@ model exists, reserved besides it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -82,15 +82,31 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks (and gate activations) 
 STATES = {"lstm": 2, "gru": 1, "rnn": 1}  # states kept per step: h (and c for an LSTM)
 PRECISIONS = {"float32": 4, "mixed_float16": 2}  # bytes per activation value
 
-# Calibration against measured CPU peaks (bench/memory.py; the module docstring gives the reasons).
-STATE_COPIES = 6.3  # float32 copies of the parameters: weights, grads, Adam m and v, temporaries, slack
-LOGIT_COPIES = 1.5  # float32 B x T x V buffers: the logits (forwarded into their gradient), slack
-WORKSPACE_BYTES = 64 * 2**20  # framework constant: traced graphs, oneDNN primitives, small-tensor arenas
-WORKSPACE_SHARE = 0.07  # allocator slack growing with the activations
-# Saving a checkpoint folder: h5py's copy of the variable being written and its buffers. Measured
-# above the training steps' own peak: +128 MB at hidden 2048 (the largest variable, 2048 x 8192, is 64 MiB),
-# +14 MB at hidden 256 and vocabulary 7000 (7 MiB).
-CHECKPOINT_COPIES = 2.0
+
+@dataclass(frozen=True)
+class Calibration:
+    """The measured constants of the model; ``bench/memory.py --fit`` finds them from a run.
+
+    Each is explained in the module docstring.
+    """
+
+    state_copies: float  # float32 copies of the parameters: weights, grads, Adam m and v, temporaries, slack
+    logit_copies: float  # float32 B x T x V buffers: the logits (forwarded into their gradient), slack
+    workspace_bytes: int  # framework constant: traced graphs, oneDNN primitives, small-tensor arenas
+    workspace_share: float  # allocator slack growing with the activations
+    layer_bytes: int  # a fixed cost per recurrent layer (its while-loop's graph and buffers)
+    checkpoint_copies: float  # saving the checkpoint: copies of the largest variable
+
+    def replace(self, **changes) -> "Calibration":
+        return dataclasses.replace(self, **changes)
+
+
+# Against trial-like CPU peaks (bench/memory.py, 2026-11-23; the module docstring gives the reasons).
+CPU_CALIBRATION = Calibration(state_copies=6.625, logit_copies=1.47, workspace_bytes=0, workspace_share=0.085,
+                              layer_bytes=78 * 2**20, checkpoint_copies=2.0)
+# The calibration's worst under-prediction (bench/memory.py): a planner that must keep a trial
+# within its budget sizes it against (1 - HEADROOM) of the budget.
+HEADROOM = 0.10
 # A trial process's own resident memory before its model exists; reserved on top of the predicted
 # peak. Measured: 705 MiB in bench/memory.py's children (Python, TensorFlow 2.21, Keras 3.15,
 # Ray Tune 2.60 imported, token arrays and tf.data pipeline built), 729 MiB in a Ray worker that
@@ -147,12 +163,14 @@ def largest_variable(vocab_size: int, embedding_size: int, hidden_size: int,
     return max(vocab_size * embedding_size, embedding_size * width, hidden_size * width, hidden_size * vocab_size)
 
 
-def estimate_memory(config: Mapping, precision: str = "float32") -> MemoryEstimate:
+def estimate_memory(config: Mapping, precision: str = "float32",
+                    calibration: Calibration = CPU_CALIBRATION) -> MemoryEstimate:
     """The parts of the predicted peak memory of one training step for ``config``.
 
     ``config`` needs ``vocab_size``, ``embedding_size``, ``hidden_size``, ``batch_size``
     and ``seq_len`` (time steps of the longest batch: ``max_tokens - 1``); ``num_layers``
     (default 1), ``dropout`` (default 0) and ``cell`` (default ``lstm``) are optional.
+    ``calibration`` holds the measured constants.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} must be one of {sorted(PRECISIONS)}")
@@ -168,13 +186,14 @@ def estimate_memory(config: Mapping, precision: str = "float32") -> MemoryEstima
     if float(config.get("dropout", 0.0)) > 0:
         per_layer += h  # the dropout mask
     activations = steps * (e + layers * per_layer) * act
-    activations += int(LOGIT_COPIES * steps * v * 4)  # the logits and their gradient: float32 always
+    c = calibration
+    activations += int(c.logit_copies * steps * v * 4)  # the logits and their gradient: float32 always
     return MemoryEstimate(
         parameters=params,
-        state=int(STATE_COPIES * params * 4),
+        state=int(c.state_copies * params * 4),
         activations=activations,
-        workspace=int(WORKSPACE_BYTES + WORKSPACE_SHARE * activations),
-        checkpoint=int(CHECKPOINT_COPIES * 4 * largest_variable(v, e, h, cell)),
+        workspace=int(c.workspace_bytes + layers * c.layer_bytes + c.workspace_share * activations),
+        checkpoint=int(c.checkpoint_copies * 4 * largest_variable(v, e, h, cell)),
     )
 
 
@@ -200,7 +219,7 @@ def largest_batch_that_fits(config: Mapping, budget_bytes: int, precision: str =
     Example:
         >>> cfg = dict(vocab_size=7000, embedding_size=256, hidden_size=512, seq_len=14)
         >>> largest_batch_that_fits(cfg, budget_bytes=2 * 2**30)
-        1971
+        1946
     """
     if budget_bytes <= 0:
         raise ValueError(f"budget_bytes={budget_bytes} must be > 0")

@@ -14,12 +14,15 @@ ours, because Keras averages per-batch losses and we want token-weighted means:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 import keras
 import tensorflow as tf
 
 from model.lm import masked_cross_entropy, token_cross_entropy_sums
+
+CHECKPOINT_DIR = "model"  # the Keras folder inside a checkpoint (see save_checkpoint)
 
 
 def configure_threads(num_threads: int) -> None:
@@ -131,13 +134,32 @@ def fit_language_model(
     )
 
 
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow, and ask TensorFlow for deterministic ops.
+def save_checkpoint(model: keras.Model, folder: str | Path) -> Path:
+    """Save ``model`` (weights and optimizer state) as an unzipped Keras folder ``folder/model``.
 
-    With one trial at a time this makes a sweep repeat itself exactly.
+    Unzipped on purpose: for a zipped ``.keras`` file Keras builds the weights file in memory
+    first, 1.3 times the weights and Adam slots on top of the training peak (+357 MB at hidden
+    2048 and a 396-word vocabulary); a folder is written straight to disk, one variable at a
+    time (+91 MB). ``keras.models.load_model`` reads the folder back.
+    """
+    path = Path(folder) / CHECKPOINT_DIR
+    model.save(path, zipped=False)
+    return path
+
+
+def set_seed(seed: int, deterministic_ops: bool = False) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras: the same weights and the same batch order.
+
+    ``deterministic_ops`` also asks TensorFlow for deterministic kernels. Off by default: on
+    the CPU our training repeats itself without it (kernels run in a fixed order for a fixed
+    thread count), and with it TensorFlow swaps the fused sparse cross-entropy for a
+    ``log_softmax`` and a ``gather`` whose backward pass holds about two more ``B x T x V``
+    float32 buffers: measured (``bench/memory.py``, hidden 256, batch 512, vocabulary 7000) a
+    trial's peak went from 580 to 1054 MB. It cannot be turned off once on, in a process.
     """
     keras.utils.set_random_seed(seed)
-    try:
-        tf.config.experimental.enable_op_determinism()
-    except RuntimeError:  # pragma: no cover - already enabled
-        pass
+    if deterministic_ops:
+        try:
+            tf.config.experimental.enable_op_determinism()
+        except RuntimeError:  # pragma: no cover - already enabled
+            pass

@@ -17,7 +17,8 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
     asha:     {grace_period, reduction_factor}
     searcher: {seed, n_startup_trials}
     resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid,
-                trial_memory_gb, min_batch_size, max_oom_retries}
+                trial_memory_gb, min_batch_size, memory_headroom, max_oom_retries,
+                max_failures}
 
 Every problem raises :class:`ConfigError` with the file, the key and what to do.
 """
@@ -117,7 +118,9 @@ class Resources:
     gpu_share_grid: int = 8  # GPU shares are rounded up to multiples of 1/gpu_share_grid
     trial_memory_gb: float = 0.0  # per-trial memory budget; 0: the GPU share, or a CPU's share of host memory
     min_batch_size: int = 8  # a config that does not fit at this batch is `infeasible`
+    memory_headroom: float = 0.1  # share of a budget kept for the memory model's error, in [0, 1)
     max_oom_retries: int = 3  # out-of-memory errors a trial survives by halving its batch
+    max_failures: int = 2  # times a trial whose process died (killed, node lost) restarts from its checkpoint
 
 
 @dataclass(frozen=True)
@@ -313,6 +316,9 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
         (config.resources.min_batch_size >= 1, "resources.min_batch_size", config.resources.min_batch_size, ">= 1"),
         (config.resources.max_oom_retries >= 0, "resources.max_oom_retries", config.resources.max_oom_retries,
          ">= 0"),
+        (0 <= config.resources.memory_headroom < 1, "resources.memory_headroom", config.resources.memory_headroom,
+         "in [0, 1): the share of a budget kept for the memory model's error"),
+        (config.resources.max_failures >= 0, "resources.max_failures", config.resources.max_failures, ">= 0"),
         (config.model.precision in ("float32", "mixed_float16"), "model.precision", config.model.precision,
          "float32 or mixed_float16"),
         (config.model.cell in ("lstm", "gru", "rnn"), "model.cell", config.model.cell, "one of lstm, gru, rnn"),

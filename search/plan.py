@@ -67,7 +67,8 @@ def describe_sizer(sizer: TrialSizer) -> str:
                 f"shares rounded up to 1/{sizer.gpu_share_grid}")
     else:
         what = f"CPU trials: {(sizer.trial_memory_bytes or sizer.host_budget_bytes) / GiB:.1f} GiB each"
-    return f"{what}; {sizer.cpus_per_trial:g} CPU each, sentences of {sizer.seq_len} steps"
+    return (f"{what}; {sizer.cpus_per_trial:g} CPU each, sentences of {sizer.seq_len} steps; "
+            f"batches planned within {1 - sizer.headroom:.0%} of a budget (headroom for the memory model's error)")
 
 
 def _grid(param: Param) -> list | None:

@@ -3,7 +3,7 @@
 The flow, for one trial's config::
 
     config ──► model.memory.estimate_peak_bytes ──► budget (GPU share, host share, or --trial-memory)
-           ──► batch_size_used = min(requested, largest batch that fits the budget)
+           ──► batch_size_used = min(requested, largest batch whose peak fits (1 - headroom) x budget)
            ──► Ray resources {cpu, gpu: share rounded up to 1/grid, memory: host reservation}
            ──► infeasible when even resources.min_batch_size does not fit
 
@@ -12,11 +12,16 @@ driver from the cluster's nodes (:func:`make_sizer`), handed to Ray Tune as the 
 function of ``tune.with_resources`` and to each trial, which re-derives its own plan, so the
 driver and the trial never disagree about the batch a trial trains with.
 
-On a GPU node a trial gets the share of one GPU its predicted peak needs (several small
-trials share a GPU; a hidden-2048 trial gets the whole of it), and TensorFlow inside the
-trial is capped at that share (``search.trainable``). On every node the trial reserves Ray's
-``memory`` resource — its predicted peak plus the process's own baseline on CPU nodes, the
-baseline alone on GPU nodes — so Ray never co-schedules trials whose peaks exceed the node.
+The headroom (``resources.memory_headroom``, 10% by default) covers the memory model's
+error: its calibration predicts trial peaks from 10% below to 25% above what they measure
+(``bench/memory.py``), so a trial planned within 90% of its budget stays within the budget.
+Its *need* is its predicted peak ``/ (1 - headroom)``.
+
+On a GPU node a trial gets the share of one GPU its need calls for (several small trials
+share a GPU; a hidden-2048 trial gets the whole of it), and TensorFlow inside the trial is
+capped at that share (``search.trainable``). On every node the trial reserves Ray's
+``memory`` resource — its need plus the process's own baseline on CPU nodes, the baseline
+alone on GPU nodes — so Ray never co-schedules trials whose peaks exceed the node.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from model.devices import read_proc_bytes
-from model.memory import PROCESS_BASELINE_BYTES, estimate_peak_bytes, largest_batch_that_fits
+from model.memory import HEADROOM, PROCESS_BASELINE_BYTES, estimate_peak_bytes, largest_batch_that_fits
 
 MiB, GiB = 2**20, 2**30
 # Ray gives its `memory` resource what is left of available memory after the object store
@@ -54,6 +59,7 @@ class TrialPlan:
     batch_size_used: int  # 0 when infeasible
     predicted_peak_bytes: int  # at batch_size_used; at the smallest batch when infeasible
     budget_bytes: int  # the memory the trial may use (its GPU grant, or its host share)
+    need_bytes: int  # the predicted peak plus the headroom for the model's error: what is planned for
     cpu: float
     gpu: float  # share of one GPU; 0 on CPU
     memory_bytes: int  # Ray `memory` reservation on the node (host RAM)
@@ -96,6 +102,10 @@ class TrialSizer:
             is infeasible.
         process_baseline_bytes: a trial process's own memory (TensorFlow, data), reserved on
             top of the predicted peak.
+        headroom: the share of a budget kept free for the memory model's error: a trial's batch
+            is the largest whose predicted peak is within ``(1 - headroom)`` of its budget, and
+            it reserves its peak ``/ (1 - headroom)``. The default is the calibration's worst
+            under-prediction (``model.memory.HEADROOM``).
 
     Example:
         >>> sizer = TrialSizer(vocab_size=7000, seq_len=14, host_budget_bytes=4 * GiB)
@@ -117,11 +127,14 @@ class TrialSizer:
     trial_memory_bytes: int = 0
     min_batch_size: int = 8
     process_baseline_bytes: int = PROCESS_BASELINE_BYTES
+    headroom: float = HEADROOM
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "seq_len", "gpu_share_grid", "min_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if not 0 <= self.headroom < 1:
+            raise ValueError(f"headroom={self.headroom} must be in [0, 1)")
         if not 0 <= self.gpus_per_trial <= 1:
             raise ValueError(f"gpus_per_trial={self.gpus_per_trial} must be in [0, 1]")
         if self.on_gpu and self.gpu_memory_bytes <= 0:
@@ -154,21 +167,28 @@ class TrialSizer:
             budget = self.trial_memory_bytes or int(self.gpus_per_trial * self.gpu_memory_bytes)
         else:
             budget = self.trial_memory_bytes or self.host_budget_bytes
-        used = min(requested, largest_batch_that_fits(shape, budget, precision))
+        fits = largest_batch_that_fits(shape, int(budget * (1 - self.headroom)), precision)
+        used = min(requested, fits)
         if used < min(self.min_batch_size, requested):
             smallest = min(self.min_batch_size, requested)
-            need = estimate_peak_bytes({**shape, "batch_size": smallest}, precision)
-            return TrialPlan(requested, 0, need, budget, cpu=self.cpus_per_trial, gpu=0.0, memory_bytes=0,
-                             reason=f"needs {need / MiB:,.0f} MB at batch {smallest}, "
+            peak = estimate_peak_bytes({**shape, "batch_size": smallest}, precision)
+            need = self._need(peak)
+            return TrialPlan(requested, 0, peak, budget, need, cpu=self.cpus_per_trial, gpu=0.0, memory_bytes=0,
+                             reason=f"needs {need / MiB:,.0f} MB at batch {smallest} (a predicted peak of "
+                                    f"{peak / MiB:,.0f} MB and {self.headroom:.0%} headroom), "
                                     f"over its budget of {budget / MiB:,.0f} MB")
         peak = estimate_peak_bytes({**shape, "batch_size": used}, precision)
+        need = self._need(peak)
         if not self.on_gpu:
-            return TrialPlan(requested, used, peak, budget, cpu=self.cpus_per_trial, gpu=0.0,
-                             memory_bytes=peak + self.process_baseline_bytes)
-        grant = budget if self.trial_memory_bytes else peak
+            return TrialPlan(requested, used, peak, budget, need, cpu=self.cpus_per_trial, gpu=0.0,
+                             memory_bytes=need + self.process_baseline_bytes)
+        grant = budget if self.trial_memory_bytes else need
         share = min(self.gpus_per_trial, _round_up(grant / self.gpu_memory_bytes, self.gpu_share_grid))
-        return TrialPlan(requested, used, peak, int(max(peak, share * self.gpu_memory_bytes)),
+        return TrialPlan(requested, used, peak, int(max(need, share * self.gpu_memory_bytes)), need,
                          cpu=self.cpus_per_trial, gpu=share, memory_bytes=self.process_baseline_bytes)
+
+    def _need(self, peak: int) -> int:
+        return math.ceil(peak / (1 - self.headroom))
 
     def placement(self, config: Mapping[str, Any]):
         """The resource function for ``tune.with_resources``: a placement group per trial."""
@@ -203,7 +223,7 @@ def make_sizer(config, vocab_size: int, nodes: Sequence[NodeInfo]) -> TrialSizer
         precision=config.model.precision, cpus_per_trial=res.cpus_per_trial,
         gpus_per_trial=res.gpus_per_trial, gpu_memory_bytes=gpu_memory, gpu_share_grid=res.gpu_share_grid,
         host_budget_bytes=host_budget, trial_memory_bytes=int(res.trial_memory_gb * GiB),
-        min_batch_size=res.min_batch_size,
+        min_batch_size=res.min_batch_size, headroom=res.memory_headroom,
     )
 
 

@@ -73,17 +73,29 @@ SMALL = {"embedding_size": 16, "hidden_size": 64, "num_layers": 1, "dropout": 0.
 
 
 def test_cpu_trial_batch_is_cut_to_its_budget_and_reserves_its_peak():
-    sizer = TrialSizer(vocab_size=7000, seq_len=14, host_budget_bytes=2 * GiB)
+    sizer = TrialSizer(vocab_size=7000, seq_len=14, host_budget_bytes=4 * GiB)
     plan = sizer.plan(NOTEBOOK_OOM)
     shape = sizer.model_config(NOTEBOOK_OOM)
     assert plan.feasible and plan.batch_size_requested == 1024
-    assert plan.batch_size_used == largest_batch_that_fits(shape, 2 * GiB) < 1024
+    # The batch is planned against the budget less the headroom kept for the model's error.
+    assert plan.batch_size_used == largest_batch_that_fits(shape, int(0.9 * 4 * GiB)) < 1024
     assert plan.predicted_peak_bytes == estimate_peak_bytes({**shape, "batch_size": plan.batch_size_used})
-    assert plan.predicted_peak_bytes <= plan.budget_bytes == 2 * GiB
+    assert plan.predicted_peak_bytes <= 0.9 * plan.budget_bytes and plan.budget_bytes == 4 * GiB
+    assert plan.need_bytes == pytest.approx(plan.predicted_peak_bytes / 0.9, abs=1) and plan.need_bytes <= 4 * GiB
     assert plan.resources() == {"cpu": 1.0, "gpu": 0.0,
-                                "memory": float(plan.predicted_peak_bytes + sizer.process_baseline_bytes)}
+                                "memory": float(plan.need_bytes + sizer.process_baseline_bytes)}
     small = sizer.plan(SMALL)
     assert small.batch_size_used == 64  # what fits is never more than what was asked
+
+
+def test_headroom_trades_batch_for_safety():
+    shape = dict(embedding_size=256, hidden_size=1024, num_layers=1, dropout=0.0, batch_size=4096)
+    plans = {h: TrialSizer(vocab_size=7000, seq_len=14, trial_memory_bytes=2 * GiB, headroom=h).plan(shape)
+             for h in (0.0, 0.1, 0.3)}
+    assert plans[0.0].batch_size_used > plans[0.1].batch_size_used > plans[0.3].batch_size_used > 0
+    assert all(p.need_bytes <= p.budget_bytes for p in plans.values())
+    with pytest.raises(ValueError, match="headroom"):
+        TrialSizer(vocab_size=7000, seq_len=14, trial_memory_bytes=2 * GiB, headroom=1.0)
 
 
 def test_config_that_fits_at_no_allowed_batch_is_infeasible():
@@ -104,16 +116,16 @@ def test_gpu_shares_pack_small_trials_and_give_big_ones_more():
     assert big.gpu * 16 * GiB >= big.predicted_peak_bytes  # its TensorFlow cap holds its peak
     assert big.budget_bytes == big.gpu * 16 * GiB
     assert big.batch_size_used == 1024  # hidden 2048 at batch 1024 fits a 16 GB GPU
-    on_small_gpu = TrialSizer(vocab_size=7000, seq_len=14, gpus_per_trial=1, gpu_memory_bytes=2 * GiB)
+    on_small_gpu = TrialSizer(vocab_size=7000, seq_len=14, gpus_per_trial=1, gpu_memory_bytes=3 * GiB)
     cut = on_small_gpu.plan(NOTEBOOK_OOM)
     assert cut.gpu == 1 and 0 < cut.batch_size_used < 1024  # the whole GPU, a smaller batch
     assert cut.resources()["memory"] == on_small_gpu.process_baseline_bytes  # host memory: the process only
 
 
 def test_half_a_gpu_at_most():
-    sizer = TrialSizer(vocab_size=7000, seq_len=14, gpus_per_trial=0.5, gpu_memory_bytes=4 * GiB)
+    sizer = TrialSizer(vocab_size=7000, seq_len=14, gpus_per_trial=0.5, gpu_memory_bytes=6 * GiB)
     plan = sizer.plan(NOTEBOOK_OOM)
-    assert plan.gpu == 0.5 and plan.predicted_peak_bytes <= 2 * GiB
+    assert plan.gpu == 0.5 and plan.need_bytes <= 3 * GiB
 
 
 def test_sizer_from_a_cluster_uses_the_smallest_nodes_share():

@@ -19,11 +19,16 @@ pytestmark = pytest.mark.slow
 SMALL = {"embedding_size": 8, "hidden_size": 8, "num_layers": 1, "batch_size": 64}
 
 
-def predicted(config, vocab=400):
-    """The memory model's peak for ``config`` at its own batch size."""
+def plan_of(config, vocab=400):
+    """The plan for ``config`` at its own batch size."""
     plan = TrialSizer(vocab_size=vocab, seq_len=14, trial_memory_bytes=64 * GiB).plan(config)
     assert plan.batch_size_used == config["batch_size"]
-    return plan.predicted_peak_bytes
+    return plan
+
+
+def predicted(config, vocab=400):
+    """The memory model's peak for ``config`` at its own batch size."""
+    return plan_of(config, vocab).predicted_peak_bytes
 
 
 def test_a_config_that_cannot_fit_is_reported_infeasible_and_not_run(tmp_path, local_ray, tiny_sweep):
@@ -80,8 +85,8 @@ def test_a_trial_out_of_retries_fails_with_the_reason(tmp_path, local_ray, tiny_
 def test_small_trials_share_a_gpu_and_big_ones_get_more(tmp_path, local_ray, tiny_sweep):
     small = {**SMALL, "embedding_size": 16}
     big = {**small, "hidden_size": 256}
-    gpu_memory = 8 * predicted(small)  # a small trial needs exactly 1/8 of this "GPU"
-    assert predicted(big) > gpu_memory / 8
+    gpu_memory = 8 * plan_of(small).need_bytes  # a small trial needs exactly 1/8 of this "GPU"
+    assert plan_of(big).need_bytes > gpu_memory / 8
     config = tiny_sweep(tmp_path, samples=6, epochs=2, concurrent=4,
                         space={"embedding_size": 16, "hidden_size": {"choice": [8, 256]}},
                         resources={"cpus_per_trial": 0.5, "gpus_per_trial": 1,
