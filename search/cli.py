@@ -3,7 +3,8 @@
     lstm-sweep run      [search flags] [--epochs 10] [--prompt "i love"]   search -> retrain -> export -> samples
     lstm-sweep search   [--config sweeps/quick.yaml] [--data DIR|builtin] [--samples N]
                         [--max-epochs N] [--max-concurrent N] [--out DIR] [--name NAME]
-                        [--address ADDR] [--num-cpus N] [--trial-memory GB]
+                        [--address ADDR] [--num-cpus N] [--trial-memory GB] [--dashboard-host HOST]
+    lstm-sweep search   --resume RUN_DIR [--address ADDR] [--num-cpus N]
     lstm-sweep report   RUN_DIR
     lstm-sweep retrain  RUN_DIR [--epochs 10] [--patience 3] [--dropout P]
     lstm-sweep export   RUN_DIR
@@ -12,7 +13,8 @@
     lstm-sweep plan     [--config FILE] [--samples N] [--trial-memory GB] [--gpu-memory GB]
 
 A user error (missing folder, empty corpus, bad config, bad flag value) ends with one line on
-stderr and exit status 2; anything else is a bug and keeps its traceback.
+stderr and exit status 2; anything else is a bug and keeps its traceback. Ctrl-C during a sweep
+stops its trials, writes the results so far, says how to resume, and exits with status 130.
 """
 
 from __future__ import annotations
@@ -41,10 +43,16 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--max-concurrent", type=int, help="trials at once (budget.max_concurrent)")
         p.add_argument("--out", help="folder for run folders (output)")
         p.add_argument("--name", help="run folder name (default: <config name>-<date>-<time>)")
-        p.add_argument("--address", help="join an existing Ray cluster ('auto', 'host:port' or 'ray://...')")
+        p.add_argument("--address", help="join an existing Ray cluster from one of its nodes ('auto' or 'host:port')")
         p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
         p.add_argument("--trial-memory", type=float, metavar="GB",
                        help="memory budget of each trial (resources.trial_memory_gb; default: automatic)")
+        p.add_argument("--dashboard-host", default="127.0.0.1", metavar="HOST",
+                       help="where a local Ray's dashboard listens (default 127.0.0.1, this machine only; "
+                            "another address opens it to the network, with a warning)")
+    search.add_argument("--resume", metavar="RUN_DIR",
+                        help="go on with a sweep whose driver stopped (Ctrl-C, crash): finished trials are kept, "
+                             "running ones continue from their checkpoints; its settings come from RUN_DIR/sweep.yaml")
     retrain = sub.add_parser("retrain", help="retrain a run's best trial for longer, keep its best epoch, export it")
     retrain.add_argument("run_dir", help="a run folder made by `lstm-sweep search`")
     for p in (run, retrain):
@@ -94,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lstm-sweep: error: {e}", file=sys.stderr)
             return 2
         raise
+    except Interrupted as e:
+        print(f"lstm-sweep: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("lstm-sweep: interrupted", file=sys.stderr)
         return 130
@@ -124,21 +135,52 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+class Interrupted(Exception):
+    """The sweep was stopped (Ctrl-C, SIGTERM) with its results so far written."""
+
+
 def _sweep(args: argparse.Namespace) -> Path:
     from results import format_leaderboard, trials_table
-    from search.sweep import METRIC, MODE, run_sweep
+    from search.sweep import METRIC, MODE, resume_sweep, run_sweep
 
-    config = load_config_arg(args.config).with_overrides(**{
-        "data.path": args.data, "budget.num_samples": args.samples, "budget.max_epochs": args.max_epochs,
-        "budget.max_concurrent": args.max_concurrent, "output": args.out,
-        "resources.trial_memory_gb": args.trial_memory,
-    })
-    outcome = run_sweep(config, name=args.name, address=args.address, num_cpus=args.num_cpus)
+    if (args.address or "").startswith("ray://"):
+        from search.config import ConfigError
+
+        # With Ray Client, Ray Tune runs its driver on the head, writing to paths of the head.
+        raise ConfigError(f"--address {args.address}: Ray Client is not supported: run lstm-sweep on a node of the "
+                          "cluster with --address auto (e.g. ray exec cluster.yaml 'lstm-sweep search ... --address auto')")
+    where = dict(address=args.address, num_cpus=args.num_cpus, dashboard_host=args.dashboard_host)
+    if getattr(args, "resume", None):
+        _refuse_with_resume(args)
+        outcome = resume_sweep(args.resume, **where)
+    else:
+        config = load_config_arg(args.config).with_overrides(**{
+            "data.path": args.data, "budget.num_samples": args.samples, "budget.max_epochs": args.max_epochs,
+            "budget.max_concurrent": args.max_concurrent, "output": args.out,
+            "resources.trial_memory_gb": args.trial_memory,
+        })
+        outcome = run_sweep(config, name=args.name, **where)
     print()
     print(format_leaderboard(trials_table(outcome.records, metric=METRIC, mode=MODE), top=5))
     print()
     _print_paths(outcome.paths)
+    if outcome.interrupted:
+        raise Interrupted(f"sweep stopped before its end; results so far are in {outcome.run_dir}.\n"
+                          f"go on with: lstm-sweep search --resume {outcome.run_dir}")
     return outcome.run_dir
+
+
+def _refuse_with_resume(args: argparse.Namespace) -> None:
+    # A resumed sweep keeps the settings it started with (Ray Tune restores them).
+    from search.config import ConfigError
+
+    given = [flag for flag, value in [("--config", args.config), ("--data", args.data), ("--samples", args.samples),
+                                      ("--max-epochs", args.max_epochs), ("--max-concurrent", args.max_concurrent),
+                                      ("--out", args.out), ("--name", args.name),
+                                      ("--trial-memory", args.trial_memory)] if value is not None]
+    if given:
+        raise ConfigError(f"--resume {args.resume}: {', '.join(given)} cannot change a sweep that has started; "
+                          "drop them (the run's sweep.yaml holds its settings)")
 
 
 def _report(args: argparse.Namespace) -> int:

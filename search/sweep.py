@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,7 @@ log = logging.getLogger("lstm_sweep.search")
 
 EXPERIMENT_DIR = "ray"  # Ray Tune experiment, inside the run folder
 METRIC, MODE = "val_loss", "min"
+LOCALHOST = "127.0.0.1"
 
 
 @dataclass
@@ -33,6 +36,7 @@ class SweepOutcome:
     run_dir: Path
     records: list  # list[results.TrialRecord]
     paths: dict[str, Path]
+    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM: `lstm-sweep search --resume run_dir` goes on
 
 
 def new_run_dir(config: SweepConfig, name: str | None = None) -> Path:
@@ -52,11 +56,13 @@ def new_run_dir(config: SweepConfig, name: str | None = None) -> Path:
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
-              include_dashboard: bool = True) -> str | None:
+              include_dashboard: bool = True, dashboard_host: str = LOCALHOST) -> str | None:
     """Connect to the cluster at ``address``, or start a local Ray bound to 127.0.0.1.
 
     Returns the dashboard URL, or None when there is none. Does nothing if this process
-    is already connected.
+    is already connected. ``dashboard_host`` other than 127.0.0.1 (a local Ray only) opens
+    the dashboard to the network, with a warning: anyone who reaches it and holds the token
+    can run code on this machine.
 
     A plain ``ray.init()`` on Linux registers the node under the machine's network
     address and listens there; its ports are unauthenticated beyond Ray's token, and
@@ -72,11 +78,15 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     if address:
         context = ray.init(address=address, configure_logging=False, log_to_driver=True)
         return _dashboard_url(context)
+    if dashboard_host != LOCALHOST:
+        log.warning("the Ray dashboard listens on %s, beyond this machine: anyone who reaches it and "
+                    "holds the token (~/.ray/auth_token) can run code here", dashboard_host)
     context = ray.init(
+        address="local",  # a new Ray of this process's own, never a `ray start` cluster found on the machine
         num_cpus=num_cpus,
         num_gpus=num_gpus,
         include_dashboard=include_dashboard,
-        dashboard_host="127.0.0.1",
+        dashboard_host=dashboard_host,
         configure_logging=False,
     )
     node_ip = ray.util.get_node_ip_address()
@@ -93,36 +103,42 @@ def _dashboard_url(context: Any) -> str | None:
     return url if url.startswith("http") else f"http://{url}"
 
 
+def build_trainable(config: SweepConfig, sizer: TrialSizer, trial_options: dict[str, Any] | None = None):
+    """The trainable Ray Tune runs: :func:`search.trainable.train_trial` with the sweep's fixed
+    arguments, and resources that are a function of each trial's config (``sizer.placement``)."""
+    from ray import tune
+
+    from search.trainable import train_trial, trial_arguments
+
+    return tune.with_resources(
+        tune.with_parameters(train_trial, **trial_arguments(config, sizer), **(trial_options or {})),
+        sizer.placement,
+    )
+
+
 def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
-                trial_options: dict[str, Any] | None = None):
+                trial_options: dict[str, Any] | None = None, callbacks: list | None = None):
     """The Ray Tune ``Tuner`` for ``config``, storing its experiment in ``run_dir/ray``.
 
     ``sizer`` gives each trial its resources (``tune.with_resources`` with a function of the
     trial's config) and its batch; ``trial_options`` are further keyword arguments of
-    :func:`search.trainable.train_trial`.
+    :func:`search.trainable.train_trial`; ``callbacks`` are Ray Tune callbacks.
     """
-    import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
-    from ray.tune.search.optuna import OptunaSearch
 
-    from search.trainable import train_trial, trial_arguments
+    from search.searcher import make_searcher
 
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, **trial_arguments(config, sizer), **(trial_options or {})),
-        sizer.placement,
-    )
-    sampler = optuna.samplers.TPESampler(seed=config.searcher.seed,
-                                         n_startup_trials=config.searcher.n_startup_trials)
     return tune.Tuner(
-        trainable,
+        build_trainable(config, sizer, trial_options),
         param_space=config.param_space(),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
             # Optuna needs something to search; with every value fixed, Tune's default
             # generator repeats the one config num_samples times (seeds aside, a repeatability check).
-            search_alg=OptunaSearch(sampler=sampler) if config.searched() else None,
+            search_alg=(make_searcher(run_dir, config.searcher.seed, config.searcher.n_startup_trials)
+                        if config.searched() else None),
             # One report per epoch, so Tune's training_iteration is the epoch count.
             scheduler=ASHAScheduler(time_attr="training_iteration", max_t=config.budget.max_epochs,
                                     grace_period=config.asha.grace_period,
@@ -136,7 +152,10 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
             # Keep each trial's best checkpoint (Ray also keeps the latest, to resume from).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
                                                     checkpoint_score_order=MODE),
-            failure_config=tune.FailureConfig(max_failures=2),
+            # A trial whose process dies (killed, its node lost) starts again from its last
+            # epoch's checkpoint, up to this many times.
+            failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
+            callbacks=callbacks,
             verbose=1,
         ),
     )
@@ -144,7 +163,8 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
 
 def run_sweep(config: SweepConfig, name: str | None = None, address: str | None = None,
               num_cpus: int | None = None, num_gpus: int | None = None,
-              trial_options: dict[str, Any] | None = None) -> SweepOutcome:
+              trial_options: dict[str, Any] | None = None, dashboard_host: str = LOCALHOST,
+              callbacks: list | None = None) -> SweepOutcome:
     """Run the whole sweep in a new run folder ``<output>/<name>`` and write its results there.
 
     Args:
@@ -154,6 +174,11 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         num_cpus: CPUs of a local Ray (default: all of the machine's).
         num_gpus: GPUs of a local Ray (default: those it finds).
         trial_options: further keyword arguments of :func:`search.trainable.train_trial`.
+        dashboard_host: where a local Ray's dashboard listens (127.0.0.1 unless asked).
+        callbacks: Ray Tune callbacks (benchmarks time trials with them).
+
+    Ctrl-C (or SIGTERM) stops the trials, writes the results so far and returns an outcome
+    with ``interrupted`` set; :func:`resume_sweep` goes on from there.
 
     Example:
         >>> outcome = run_sweep(load_config("sweeps/quick.yaml"))  # doctest: +SKIP
@@ -161,7 +186,7 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         PosixPath('runs/quick-20261122-101500/trials.csv')
     """
     from data_pipeline import prepare
-    from results import atomic_write_text, load_experiment, write_report, write_results
+    from results import atomic_write_text
 
     prepared = prepare(config.data)  # a bad corpus fails here, before anything is written
     from search.resources import make_sizer, ray_nodes  # loads TensorFlow
@@ -170,12 +195,7 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
           f"({s['dropped_too_long']} longer dropped), {s['train']} train / {s['val']} val, "
           f"vocabulary {len(prepared.vocab)}")
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local Ray workers
-    # Checkpointing every epoch is what we want; Tune's warning about it is noise here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    dashboard = start_ray(address, num_cpus=num_cpus, num_gpus=num_gpus)
-    if dashboard:
-        print(f"Ray dashboard: {dashboard}")
+    _start(address, num_cpus, num_gpus, dashboard_host)
     sizer = make_sizer(config, len(prepared.vocab), ray_nodes())  # may refuse the config, still unwritten
 
     run_dir = new_run_dir(config, name)
@@ -185,12 +205,91 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
     # searched vocab_size re-tokenizes per trial, and the winner's vocabulary is rebuilt
     # from the same cache at retrain time.
     prepared.vocab.to_json(run_dir / "vocab.json")
-    build_tuner(config, run_dir, sizer, trial_options).fit()
+    tuner = build_tuner(config, run_dir, sizer, trial_options, callbacks)
+    return _fit_and_write(tuner, config, run_dir)
+
+
+def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int | None = None,
+                 num_gpus: int | None = None, trial_options: dict[str, Any] | None = None,
+                 dashboard_host: str = LOCALHOST) -> SweepOutcome:
+    """Go on with the sweep in ``run_dir`` after its driver stopped (Ctrl-C, a crash, SIGKILL).
+
+    Ray Tune restores the experiment from ``run_dir/ray``: finished trials are kept as they
+    are, trials that were running continue from their last epoch's checkpoint, and the
+    searcher (its study in ``run_dir/optuna.db``) proposes the rest up to ``num_samples``.
+    The sweep's settings are the ones in ``run_dir/sweep.yaml``. The ASHA scheduler starts
+    with empty rungs: Ray Tune does not save its state.
+
+    Example:
+        >>> resume_sweep("runs/quick-20261122-101500")  # doctest: +SKIP
+    """
+    from ray import tune
+
+    from data_pipeline import prepare
+    from search.config import ConfigError, load_config
+
+    run_dir = Path(run_dir)
+    experiment = (run_dir / EXPERIMENT_DIR).resolve()
+    # Ray Tune's state is written a few seconds into a sweep; without it, Tune would quietly
+    # start a new experiment of one trial instead.
+    if not (run_dir / "sweep.yaml").is_file() or not list(experiment.glob("experiment_state-*.json")):
+        raise ConfigError(f"{run_dir}: nothing to resume (no sweep.yaml, or no Ray Tune state in "
+                          f"{EXPERIMENT_DIR}/): pass a folder made by `lstm-sweep search`")
+    config = load_config(run_dir / "sweep.yaml")
+    prepared = prepare(config.data)
+    from search.resources import make_sizer, ray_nodes  # loads TensorFlow
+
+    _start(address, num_cpus, num_gpus, dashboard_host)
+    sizer = make_sizer(config, len(prepared.vocab), ray_nodes())
+    print(f"resuming {run_dir}")
+    tuner = tune.Tuner.restore(str(experiment), build_trainable(config, sizer, trial_options),
+                               resume_unfinished=True, resume_errored=False)
+    return _fit_and_write(tuner, config, run_dir)
+
+
+def _start(address: str | None, num_cpus: int | None, num_gpus: int | None, dashboard_host: str) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local Ray workers
+    # Checkpointing every epoch is what we want; Tune's warning about it is noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    dashboard = start_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, dashboard_host=dashboard_host)
+    if dashboard:
+        print(f"Ray dashboard: {dashboard}")
+
+
+def _fit_and_write(tuner, config: SweepConfig, run_dir: Path) -> SweepOutcome:
+    """``tuner.fit()`` with Ctrl-C and SIGTERM stopping it cleanly; then the results, so far or final."""
+    from results import load_experiment, write_report, write_results
+
+    results = None
+    # Ray Tune stops cleanly on the first SIGINT (it stops the trials and saves its state) and
+    # on SIGUSR1; SIGTERM (`kill`, a scheduler's time limit) would kill the driver on the spot.
+    # Its handler stays installed after fit(): put the previous ones back.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    if in_main_thread:
+        signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGUSR1))
+    try:
+        results = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C while Tune was saving its state
+        pass
+    finally:
+        if in_main_thread:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     records = load_experiment(run_dir / EXPERIMENT_DIR, config.budget.max_epochs)
     paths = write_results(run_dir, records, metric=METRIC, mode=MODE)
     paths["report"] = write_report(run_dir)
-    return SweepOutcome(run_dir=run_dir, records=records, paths=paths)
+    return SweepOutcome(run_dir=run_dir, records=records, paths=paths,
+                        interrupted=_interrupted(results, config.budget.num_samples))
+
+
+def _interrupted(results, num_samples: int) -> bool:
+    """Whether the sweep stopped before every trial ended: a trial that neither errored nor
+    reported ``done`` (finished, stopped by ASHA) was cut short, or some never started."""
+    if results is None:
+        return True
+    return len(results) < num_samples or any(r.error is None and not r.metrics.get("done") for r in results)
 
 
 def rebuild_results(run_dir: str | Path) -> SweepOutcome:

@@ -25,17 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import psutil
 import ray
 import tensorflow as tf
 from ray import tune
 
 from data_pipeline import DataSettings, lm_dataset, prepare
 from model import (build_language_model, compile_language_model, configure_threads,
-                   fit_language_model, set_seed)
+                   fit_language_model, save_checkpoint, set_seed)
 from model.devices import PeakMemory, configure_gpu
+from model.train import CHECKPOINT_DIR
 from search.resources import TrialSizer
 
-CHECKPOINT_DIR = "model"  # an unzipped Keras model folder (see _ReportToTune.on_epoch_end)
 STATE_FILE = "state.json"  # epoch, batch size and OOM retries, beside the model
 OUT_OF_MEMORY = (tf.errors.ResourceExhaustedError, MemoryError)
 
@@ -60,6 +61,7 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
             every training step with a batch larger than ``inject_oom_above`` from epoch
             ``inject_oom_from_epoch`` (0-based) on.
     """
+    entered = time.time()
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint is noise
     plan = sizer.plan(config)
     if not plan.feasible:
@@ -83,10 +85,11 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
     if checkpoint:
         with checkpoint.as_directory() as folder:
             model, state = _load(Path(folder))
-    reporter = _ReportToTune(plan, meter, state)
+    reporter = _ReportToTune(plan, meter, state, started=entered)
     try:
         while state["epoch"] < max_epochs:
             if model is None:
+                built = time.perf_counter()
                 model = build_language_model(
                     vocab_size=len(prepared.vocab),
                     embedding_size=int(config["embedding_size"]),
@@ -96,6 +99,7 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
                     cell=cell,
                 )
                 compile_language_model(model, float(config["learning_rate"]))
+                reporter.build_seconds += time.perf_counter() - built
             batch = state["batch_size"]
             callbacks = [reporter]
             if batch > inject_oom_above > 0:
@@ -127,13 +131,19 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
 class _ReportToTune(keras.callbacks.Callback):
     """Report each epoch's figures to Tune, with a checkpoint of the whole model."""
 
-    def __init__(self, plan, meter: PeakMemory, state: dict[str, int]):
+    def __init__(self, plan, meter: PeakMemory, state: dict[str, int], started: float):
         super().__init__()
         self.plan, self.meter, self.state = plan, meter, dict(state)
         self.node = _node()
-        self.started = time.time()
+        self.started = started  # when this process entered train_trial
+        self.first_step_at = 0.0  # wall clock of this process's first training step
+        self.build_seconds = 0.0  # building and compiling the model
         self.folder: Path | None = None  # the last checkpoint, kept to recover from an OOM
         self._last: dict[str, Any] = {}
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if not self.first_step_at:
+            self.first_step_at = time.time()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -151,12 +161,14 @@ class _ReportToTune(keras.callbacks.Callback):
             "reason": "",
             "node": self.node,
             "trial_started": self.started,  # with Tune's `timestamp`: which trials ran at once
+            # A trial's start-up cost: its worker process started, it trained its first step,
+            # less building the model (bench/scale.py).
+            "process_started_at": psutil.Process().create_time(),
+            "first_step_at": self.first_step_at,
+            "build_seconds": self.build_seconds,
         }
         folder = Path(tempfile.mkdtemp(prefix="lstm-sweep-ckpt-"))
-        # Unzipped: Keras writes a zipped .keras file's weights and Adam slots to memory first
-        # (1.3 times their size on top of the training peak: +357 MB at hidden 2048 and a
-        # 396-word vocabulary), a folder's straight to disk, one variable at a time (+91 MB).
-        self.model.save(folder / CHECKPOINT_DIR, zipped=False)
+        save_checkpoint(self.model, folder)  # unzipped: see save_checkpoint
         (folder / STATE_FILE).write_text(json.dumps(self.state))
         self._last["measured_peak_mb"] = round(self.meter.peak_bytes() / 2**20, 1)  # the save included
         self.close()

@@ -82,3 +82,19 @@ def test_unreadable_config(tmp_path):
 def test_report_on_a_folder_without_a_run(tmp_path):
     result = lstm_sweep("report", str(tmp_path), cwd=tmp_path)
     assert_user_error(result, str(tmp_path))
+
+
+def test_resume_of_a_folder_without_a_run(tmp_path):
+    (tmp_path / "run").mkdir()
+    assert_user_error(lstm_sweep("search", "--resume", str(tmp_path / "run"), cwd=tmp_path), "nothing to resume")
+
+
+def test_resume_refuses_flags_that_would_change_the_sweep(tmp_path):
+    result = lstm_sweep("search", "--resume", str(tmp_path / "run"), "--samples", "9", cwd=tmp_path)
+    assert_user_error(result, "--samples", "sweep.yaml")
+
+
+def test_ray_client_address_is_refused_with_what_to_do(tmp_path):
+    result = lstm_sweep("search", "--address", "ray://head:10001", "--out", str(tmp_path / "runs"), cwd=tmp_path)
+    assert_user_error(result, "ray://", "--address auto")
+    assert not (tmp_path / "runs").exists()

@@ -2,6 +2,7 @@
 
 import json
 
+import optuna
 import pandas as pd
 import pytest
 import yaml
@@ -51,10 +52,17 @@ def test_sweep_writes_every_file_and_asha_stops_a_trial(tmp_path, local_ray, tin
     best_json = json.loads((run_dir / "best.json").read_text())
     assert best_json["trial_id"] == trials.trial_id[0]
 
-    # Only the best checkpoint (and the latest, for restarts) stays on disk.
+    # Only the best checkpoint (and the latest, for restarts) stays on disk; TensorBoard files beside it.
     for trial_dir in (run_dir / "ray").iterdir():
         if trial_dir.is_dir():
             assert len(list(trial_dir.glob("checkpoint_*"))) <= 2
+            assert list(trial_dir.glob("events.out.tfevents.*")), f"no TensorBoard file in {trial_dir.name}"
+
+    # The searcher's Optuna study, in SQLite, as optuna-dashboard reads it: a value per trial.
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    assert len(study.trials) == 4
+    assert sorted(t.value for t in study.trials if t.value is not None) == pytest.approx(
+        sorted(trials.last_val_loss.tolist()))
 
     # `lstm-sweep report` rebuilds the same tables from the Ray experiment alone.
     (run_dir / "trials.csv").unlink()
