@@ -258,8 +258,6 @@ def _start(address: str | None, num_cpus: int | None, num_gpus: int | None, dash
 
 def _fit_and_write(tuner, config: SweepConfig, run_dir: Path) -> SweepOutcome:
     """``tuner.fit()`` with Ctrl-C and SIGTERM stopping it cleanly; then the results, so far or final."""
-    from results import load_experiment, write_report, write_results
-
     results = None
     # Ray Tune stops cleanly on the first SIGINT (it stops the trials and saves its state) and
     # on SIGUSR1; SIGTERM (`kill`, a scheduler's time limit) would kill the driver on the spot.
@@ -277,11 +275,7 @@ def _fit_and_write(tuner, config: SweepConfig, run_dir: Path) -> SweepOutcome:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
-    records = load_experiment(run_dir / EXPERIMENT_DIR, config.budget.max_epochs)
-    paths = write_results(run_dir, records, metric=METRIC, mode=MODE)
-    paths["report"] = write_report(run_dir)
-    return SweepOutcome(run_dir=run_dir, records=records, paths=paths,
-                        interrupted=_interrupted(results, config.budget.num_samples))
+    return _write_results(run_dir, config, interrupted=_interrupted(results, config.budget.num_samples))
 
 
 def _interrupted(results, num_samples: int) -> bool:
@@ -294,15 +288,20 @@ def _interrupted(results, num_samples: int) -> bool:
 
 def rebuild_results(run_dir: str | Path) -> SweepOutcome:
     """Re-read ``run_dir/ray`` and rewrite the tables and plot (``lstm-sweep report``)."""
-    from results import load_experiment, write_report, write_results
     from search.config import ConfigError, load_config
 
     run_dir = Path(run_dir)
     if not (run_dir / EXPERIMENT_DIR).is_dir():
         raise ConfigError(f"{run_dir}: no Ray Tune experiment in it ({EXPERIMENT_DIR}/ missing): "
                           "pass a folder made by `lstm-sweep search`")
-    config = load_config(run_dir / "sweep.yaml")
+    return _write_results(run_dir, load_config(run_dir / "sweep.yaml"))
+
+
+def _write_results(run_dir: Path, config: SweepConfig, interrupted: bool = False) -> SweepOutcome:
+    """``trials.csv``, ``curves.csv``, the plot, ``best.json`` and ``report.html`` from ``run_dir/ray``."""
+    from results import load_experiment, write_report, write_results
+
     records = load_experiment(run_dir / EXPERIMENT_DIR, config.budget.max_epochs)
     paths = write_results(run_dir, records, metric=METRIC, mode=MODE)
     paths["report"] = write_report(run_dir)
-    return SweepOutcome(run_dir=run_dir, records=records, paths=paths)
+    return SweepOutcome(run_dir=run_dir, records=records, paths=paths, interrupted=interrupted)
