@@ -1,4 +1,4 @@
-"""Surviving faults, with real processes: a trial's worker killed, the driver killed, Ctrl-C.
+"""Surviving faults, with real processes: a trial's worker killed, the driver killed, Ctrl-C, SIGTERM.
 
 Each test runs ``lstm-sweep search`` as its own process (its own local Ray on 127.0.0.1, in
 its own session so that killing it touches nothing else) and watches the run folder that Ray
@@ -148,14 +148,15 @@ def test_a_killed_driver_resumes_with_every_trial_once(tmp_path, tiny_sweep):
     assert_resumed_not_restarted(reports(interrupted), epochs)
 
 
-def test_ctrl_c_stops_cleanly_writes_results_and_says_how_to_resume(tmp_path, tiny_sweep):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_cleanly_writes_results_and_says_how_to_resume(tmp_path, tiny_sweep, stop):
     epochs = 6
     config = write_config(tmp_path, tiny_sweep, samples=2, epochs=epochs)
     run_dir, log = tmp_path / "runs" / "run", tmp_path / "driver.log"
     driver = start_driver("search", "--config", str(config), "--name", "run", "--num-cpus", "2", log=log)
 
     wait_for(lambda: running_with_checkpoint(run_dir, epochs), driver, log, "a checkpoint")
-    driver.send_signal(signal.SIGINT)
+    driver.send_signal(stop)
     assert finish(driver, log, timeout=120) == 130
     text = log.read_text()
     assert f"lstm-sweep search --resume {run_dir}" in text
