@@ -166,7 +166,7 @@ def prepare(settings: DataSettings, cache_dir: str | Path | None = None) -> Prep
 
 
 def lm_dataset(tokens: np.ndarray, batch_size: int, shuffle: bool = True, seed: int = 0,
-               drop_remainder: bool = False) -> tf.data.Dataset:
+               drop_remainder: bool = False, buckets: bool = False) -> tf.data.Dataset:
     """Batches of language-model pairs: predict each token from the ones before it.
 
     For a row ``[<start>, w1, w2, <end>, 0, 0]`` the source is the row without its last id and
@@ -185,6 +185,8 @@ def lm_dataset(tokens: np.ndarray, batch_size: int, shuffle: bool = True, seed: 
         shuffle: shuffle the rows (training) or keep their order (validation).
         seed: seed of the shuffle; >= 0.
         drop_remainder: drop a last batch smaller than ``batch_size``.
+        buckets: batch sentences of one length together (``Dataset.bucket_by_sequence_length``),
+            so a batch holds no padding; each length's last batch of a pass may be smaller.
 
     Returns:
         A ``tf.data.Dataset`` of ``(source, target)``, both int32 ``(batch, steps)`` with
@@ -219,7 +221,16 @@ def lm_dataset(tokens: np.ndarray, batch_size: int, shuffle: bool = True, seed: 
         indices = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(order)
     else:
         indices = tf.data.Dataset.range(n)
-    ds = indices.batch(batch_size, drop_remainder=drop_remainder).map(lambda i: tf.gather(rows, i))
+    if buckets:
+        # One bucket per sentence length (<start> and <end> included): rows are right-padded
+        # with 0, so a row's length is its count of non-zero ids.
+        width = array.shape[1]
+        ds = indices.map(lambda i: tf.gather(rows, i)).bucket_by_sequence_length(
+            element_length_func=lambda row: tf.cast(tf.math.count_nonzero(row), tf.int32),
+            bucket_boundaries=list(range(2, width + 1)), bucket_batch_sizes=[batch_size] * width,
+            drop_remainder=drop_remainder, no_padding=True)
+    else:
+        ds = indices.batch(batch_size, drop_remainder=drop_remainder).map(lambda i: tf.gather(rows, i))
     return ds.map(_shift_and_trim).prefetch(tf.data.AUTOTUNE)
 
 

@@ -107,7 +107,7 @@ def retrain(run_dir: str | Path, epochs: int = 10, patience: int = 3, dropout: f
 
     best_file = out / "best.keras"
     history = fit_language_model(
-        model, lm_dataset(prepared.train, winner.batch_size, shuffle=True, seed=config.searcher.seed),
+        model, lm_dataset(prepared.train, winner.batch_size, shuffle=True, seed=config.searcher.seed, buckets=True),
         lm_dataset(prepared.val, winner.batch_size, shuffle=False), epochs=epochs, verbose=verbose,
         callbacks=[
             # Only the epoch with the lowest val_loss is kept on disk.

@@ -331,6 +331,23 @@ def test_lm_dataset_on_prepared_data(tmp_path):
     assert sizes == [500] * (len(data.train) // 500)
 
 
+def test_lm_dataset_buckets_hold_one_length_and_every_sentence_once(tmp_path):
+    data = prepare(DataSettings(builtin_lines=1500, max_tokens=15), cache_dir=tmp_path)
+    seen, lengths = [], set()
+    for source, target in lm_dataset(data.train, batch_size=32, shuffle=True, seed=3, buckets=True):
+        source, target = source.numpy(), target.numpy()
+        assert len(source) <= 32 and (target != 0).all()  # not one padded position
+        lengths.add(source.shape[1])
+        seen.extend(tuple(np.concatenate([s[:1], t])) for s, t in zip(source, target))
+    assert sorted(seen) == sorted(tuple(row[row != 0]) for row in data.train)
+    assert len(lengths) > 5
+
+    def batches(seed):
+        return [s.numpy().tolist() for s, _ in lm_dataset(data.train, 32, seed=seed, buckets=True).take(3)]
+
+    assert batches(3) == batches(3) != batches(4)  # seeded like the unbucketed order
+
+
 def test_lm_dataset_rejects_bad_arguments():
     rows = np.array([[2, 5, 3]])
     for bad in (0, -1, 2.0):
