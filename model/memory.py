@@ -64,7 +64,10 @@ The constants were fitted to that run (``--fit``: the smallest worst over-predic
 prediction more than 10% below), so the band holds in-sample and at its edges: no model
 linear in the batch does much better, since at hidden 256 the peaks at batch 128, 512 and
 1024 are 279, 649 and 781 MB. ``HEADROOM`` (10%) is that worst under-prediction: the
-planner (``search.resources``) sizes a trial against 90% of its budget. On a GPU (cuDNN, no
+planner (``search.resources``) sizes a trial against 90% of its budget. Trials now train on
+batches of one sentence length (``lm_dataset(buckets=True)``) and peak lower than the
+calibration's child, which cuts each batch to its longest sentence: the model over-states
+them (by 30-40% for small and middle models in ``bench/memory_budget.py``). On a GPU (cuDNN, no
 while-loop stash, TensorFlow's own peak as the measure) the figures are expected to
 over-state; not measured.
 
