@@ -44,6 +44,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pandas as pd  # noqa: E402
 
 from memory import default_steps, run_child  # noqa: E402  (bench/memory.py, beside this file)
+from tables import markdown  # noqa: E402
 
 MiB, GiB = 2**20, 2**30
 HIDDEN = [512, 1024, 2048]
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "memory_budget.csv", index=False)
 
-    print(table.to_markdown(index=False, floatfmt=".3g") if _has_tabulate() else table.to_string(index=False))
+    print(markdown(table, floatfmt=".3g"))
     for (h, used, asked), (fit, peaks) in really.items():
         print(f"hidden {h}: measured {peaks[0]:.0f} MB at batch {used}, {peaks[1]:.0f} MB at {asked} "
               f"-> largest batch within {budget / MiB:.0f} MB: {fit}")
@@ -140,14 +141,6 @@ def main(argv: list[str] | None = None) -> int:
           f"smallest used/largest: {trials.used_share_of_largest.min():.2f} (target >= 0.70) -> "
           f"{'HOLDS' if ok else 'DOES NOT HOLD'}")
     return 0 if ok else 1
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pandas as pd  # noqa: E402
 from ray import tune  # noqa: E402
+from tables import markdown  # noqa: E402  (bench/tables.py, beside this file)
 
 TARGET = 1.8
 
@@ -184,21 +185,13 @@ def main(argv: list[str] | None = None) -> int:
                      "build s (median)": round(run.build_s.median(), 2),
                      "training s a trial (median)": round(run.train_s.median(), 1)})
     table = pd.DataFrame(rows)
-    print(table.to_markdown(index=False) if _has_tabulate() else table.to_string(index=False))
+    print(markdown(table))
     speedup = rates[2] / rates[1]
     print(f"sweep wall time, one node / two nodes: {walls[1] / walls[2]:.2f}x")
     print(f"two nodes / one node, trials per hour: {speedup:.2f}x (target >= {TARGET}x) -> "
           f"{'HOLDS' if speedup >= TARGET else 'DOES NOT HOLD'}")
     print(f"wrote {args.out / 'scale.csv'} and {args.out / 'scale.png'}")
     return 0 if speedup >= TARGET else 1
-
-
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

@@ -140,6 +140,7 @@ class _ReportToTune(keras.callbacks.Callback):
         self.plan, self.meter, self.state = plan, meter, dict(state)
         self.node = _node()
         self.started = started  # when this process entered train_trial
+        self.process_started = psutil.Process().create_time()  # when this worker process started
         self.first_step_at = 0.0  # wall clock of this process's first training step
         self.build_seconds = 0.0  # building and compiling the model
         self.folder: Path | None = None  # the last checkpoint, kept to recover from an OOM
@@ -167,7 +168,7 @@ class _ReportToTune(keras.callbacks.Callback):
             "trial_started": self.started,  # with Tune's `timestamp`: which trials ran at once
             # A trial's start-up cost: its worker process started, it trained its first step,
             # less building the model (bench/scale.py).
-            "process_started_at": psutil.Process().create_time(),
+            "process_started_at": self.process_started,
             "first_step_at": self.first_step_at,
             "build_seconds": self.build_seconds,
         }
