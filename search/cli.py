@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--samples", type=int, help="number of trials (budget.num_samples)")
         p.add_argument("--max-epochs", type=int, help="epochs per trial at most (budget.max_epochs)")
         p.add_argument("--max-concurrent", type=int, help="trials at once (budget.max_concurrent)")
+        p.add_argument("--max-minutes", type=float,
+                       help="stop the sweep after this many minutes of wall clock (budget.max_minutes)")
         p.add_argument("--out", help="folder for run folders (output)")
         p.add_argument("--name", help="run folder name (default: <config name>-<date>-<time>)")
         p.add_argument("--address", help="join an existing Ray cluster from one of its nodes ('auto' or 'host:port')")
@@ -156,7 +158,8 @@ def _sweep(args: argparse.Namespace) -> Path:
     else:
         config = load_config_arg(args.config).with_overrides(**{
             "data.path": args.data, "budget.num_samples": args.samples, "budget.max_epochs": args.max_epochs,
-            "budget.max_concurrent": args.max_concurrent, "output": args.out,
+            "budget.max_concurrent": args.max_concurrent, "budget.max_minutes": args.max_minutes,
+            "output": args.out,
             "resources.trial_memory_gb": args.trial_memory,
         })
         outcome = run_sweep(config, name=args.name, **where)
@@ -176,6 +179,7 @@ def _refuse_with_resume(args: argparse.Namespace) -> None:
 
     given = [flag for flag, value in [("--config", args.config), ("--data", args.data), ("--samples", args.samples),
                                       ("--max-epochs", args.max_epochs), ("--max-concurrent", args.max_concurrent),
+                                      ("--max-minutes", args.max_minutes),
                                       ("--out", args.out), ("--name", args.name),
                                       ("--trial-memory", args.trial_memory)] if value is not None]
     if given:

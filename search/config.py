@@ -13,7 +13,7 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
       dropout:        {uniform: [0.0, 0.3]}
       learning_rate:  {loguniform: [1.0e-3, 1.0e-2]}
       batch_size:     64                      # fixed
-    budget:   {num_samples, max_epochs, max_concurrent}
+    budget:   {num_samples, max_epochs, max_concurrent, max_minutes}
     asha:     {grace_period, reduction_factor}
     searcher: {seed, n_startup_trials}
     resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid,
@@ -93,6 +93,7 @@ class Budget:
     num_samples: int = 8  # trials to run, >= 1
     max_epochs: int = 4  # epochs per trial when ASHA lets it run to the end, >= 1
     max_concurrent: int = 2  # trials at once, >= 1 (also bounded by the CPUs/GPUs Ray has)
+    max_minutes: float = 0.0  # wall-clock limit of the whole sweep; running trials stop there; 0: none
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,7 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
         (config.budget.num_samples >= 1, "budget.num_samples", config.budget.num_samples, ">= 1"),
         (config.budget.max_epochs >= 1, "budget.max_epochs", config.budget.max_epochs, ">= 1"),
         (config.budget.max_concurrent >= 1, "budget.max_concurrent", config.budget.max_concurrent, ">= 1"),
+        (config.budget.max_minutes >= 0, "budget.max_minutes", config.budget.max_minutes, ">= 0 (0: no limit)"),
         (config.asha.grace_period >= 1, "asha.grace_period", config.asha.grace_period, ">= 1"),
         (config.asha.grace_period <= config.budget.max_epochs, "asha.grace_period", config.asha.grace_period,
          f"<= budget.max_epochs ({config.budget.max_epochs})"),

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,6 +146,7 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
                                     reduction_factor=config.asha.reduction_factor),
             num_samples=config.budget.num_samples,
             max_concurrent_trials=config.budget.max_concurrent,
+            time_budget_s=config.budget.max_minutes * 60 or None,
         ),
         run_config=tune.RunConfig(
             name=EXPERIMENT_DIR,
@@ -266,6 +268,7 @@ def _fit_and_write(tuner, config: SweepConfig, run_dir: Path) -> SweepOutcome:
     in_main_thread = threading.current_thread() is threading.main_thread()
     if in_main_thread:
         signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGUSR1))
+    started = time.monotonic()
     try:
         results = tuner.fit()
     except KeyboardInterrupt:  # a second Ctrl-C while Tune was saving its state
@@ -275,6 +278,11 @@ def _fit_and_write(tuner, config: SweepConfig, run_dir: Path) -> SweepOutcome:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    # Trials that the time budget stopped are not an interruption: the sweep is over.
+    limit = config.budget.max_minutes * 60
+    if results is not None and limit and time.monotonic() - started >= limit:
+        print(f"time budget of {config.budget.max_minutes:g} minutes spent: the running trials were stopped")
+        return _write_results(run_dir, config)
     return _write_results(run_dir, config, interrupted=_interrupted(results, config.budget.num_samples))
 
 

@@ -1,6 +1,7 @@
 """Real sweeps: a local Ray cluster, real TensorFlow training on the synthetic corpus."""
 
 import json
+import time
 
 import optuna
 import pandas as pd
@@ -92,3 +93,16 @@ def test_a_space_with_nothing_to_search_trains_the_one_config(tmp_path, local_ra
     assert (tmp_path / "runs" / "run" / "val_loss.png").is_file()
     assert len(trials) == 2 and set(trials.status) == {"completed"}
     assert set(trials.hidden_size) == {8} and set(trials.learning_rate) == {1e-2}
+
+
+def test_the_time_budget_ends_the_sweep_and_is_no_interruption(tmp_path, local_ray, tiny_sweep):
+    # 200 trials of 50 epochs cannot finish in 25 s: Tune stops the running trials there.
+    config = tiny_sweep(tmp_path, samples=200, epochs=50,
+                        budget={"num_samples": 200, "max_epochs": 50, "max_concurrent": 2, "max_minutes": 25 / 60})
+    began = time.monotonic()
+    outcome = run_sweep(config, name="budget")
+    assert time.monotonic() - began < 25 + 60  # stopped near the budget (Ray's start and the writing on top)
+    assert not outcome.interrupted
+    trials = pd.read_csv(outcome.run_dir / "trials.csv")
+    assert 1 <= len(trials) < 200
+    assert trials.epochs.max() < 50
