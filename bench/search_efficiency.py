@@ -207,11 +207,14 @@ def run_grid(prepared, args, events: Events) -> None:
 
 
 def run_keras_tuner(prepared, args, events: Events) -> None:
+    import itertools
+
     import keras_tuner as kt
 
     from model import configure_threads
 
     configure_threads(os.cpu_count() or 1)
+    fits = itertools.count()
 
     class LyricsModel(kt.HyperModel):
         def build(self, hp):
@@ -225,7 +228,7 @@ def run_keras_tuner(prepared, args, events: Events) -> None:
 
         def fit(self, hp, model, *fit_args, callbacks=(), epochs=1, initial_epoch=0, **kwargs):
             # Hyperband passes each bracket's epochs (and initial_epoch for a trial it carries on).
-            trial = str(id(model))
+            trial = f"kt{next(fits)}"  # each fit Hyperband asks for: a new trial, or one carried on
             events("start", trial, params=dict(hp.values))
             history = fit(model, prepared, hp.Choice("batch_size", [64, 128, 256, 512]), args.seed, epochs,
                           [*keras_callbacks(events, trial, args.deadline), *callbacks], initial_epoch)
@@ -415,21 +418,23 @@ def read_events(path: Path, method: str, seed: int):
     for e in rest:
         e["t_s"] = e["t"] - launch["t"]
     inside = [e for e in rest if e["t_s"] <= budget]
-    rows, best, started, finished = [], math.inf, set(), set()
+    # Counted as events, not distinct names: a Keras Tuner trial that Hyperband carries on to
+    # more epochs is a new trial to it, with a new start and end.
+    rows, best, started, finished = [], math.inf, 0, 0
     for e in inside:
         if e["kind"] == "start":
-            started.add(e["trial"])
+            started += 1
         elif e["kind"] == "end" and e["trial"] != "search":
-            finished.add(e["trial"])
+            finished += 1
         elif e["kind"] == "result":
             best = min(best, e["val_loss"])
             rows.append({"method": method, "seed": seed, "t_s": round(e["t_s"], 2), "trial": e["trial"],
                          "epoch": e["epoch"], "val_loss": e["val_loss"], "best_so_far": best,
-                         "trials_started": len(started), "trials_finished": len(finished)})
+                         "trials_started": started, "trials_finished": finished})
     ended = [e["t_s"] for e in rest if e["kind"] == "end" and e["trial"] == "search" and not e.get("budget_spent")]
     wall = min(budget, ended[0]) if ended else budget  # the whole search ended before its budget
     totals = {"method": method, "seed": seed, "budget_s": round(budget, 1), "wall_s": round(wall, 1),
-              "trials_started": len(started), "trials_finished": len(finished),
+              "trials_started": started, "trials_finished": finished,
               "results": len(rows), "final_best": best}
     return pd.DataFrame(rows), totals
 
@@ -460,8 +465,9 @@ def summarize(curves, totals):
             "best val_loss (median)": runs.final_best.median(),
             "best val_loss (min-max)": f"{runs.final_best.min():.3f}-{runs.final_best.max():.3f}",
             "reached grid's best": f"{int(reached.sum())}/{len(runs)}",
-            "time to grid's best s (median)": runs.t_reach_grid_best_s.median() if reached.all() else math.inf,
-            "share of grid's time (median)": runs.share_of_grid_time.median() if reached.all() else math.inf,
+            # A seed that never reached it counts as the slowest (infinite) in the median.
+            "time to grid's best s (median)": runs.t_reach_grid_best_s.fillna(math.inf).median(),
+            "share of grid's time (median)": runs.share_of_grid_time.fillna(math.inf).median(),
             "trials finished (median)": runs.trials_finished.median(),
             "trials started (median)": runs.trials_started.median(),
         })
