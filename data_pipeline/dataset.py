@@ -65,10 +65,10 @@ class DataSettings:
             object.__setattr__(self, "path", os.fspath(self.path))
         if not isinstance(self.path, str) or not self.path.strip():
             raise ValueError(f"path={self.path!r} must be a folder, a file, or {BUILTIN!r}")
-        _check_int("vocab_size", self.vocab_size, 4, "the 4 special tokens included")
-        _check_int("max_tokens", self.max_tokens, 3, "<start>, one word, <end>")
-        _check_int("seed", self.seed, 0, "a seed for numpy")
-        _check_int("builtin_lines", self.builtin_lines, 1, "lines of the synthetic corpus")
+        check_int("vocab_size", self.vocab_size, 4, "the 4 special tokens included")
+        check_int("max_tokens", self.max_tokens, 3, "<start>, one word, <end>")
+        check_int("seed", self.seed, 0, "a seed for numpy")
+        check_int("builtin_lines", self.builtin_lines, 1, "lines of the synthetic corpus")
         for name in ("vocab_size", "max_tokens", "seed", "builtin_lines"):  # numpy ints -> int
             object.__setattr__(self, name, int(getattr(self, name)))
         v = self.val_fraction
@@ -143,7 +143,7 @@ def prepare(settings: DataSettings, cache_dir: str | Path | None = None) -> Prep
     builtin = settings.path == BUILTIN
     files = None if builtin else corpus_files(settings.path)
     fingerprint = _fingerprint(settings, files)
-    cache_file = _cache_folder(cache_dir) / f"{fingerprint[:16]}.npz"
+    cache_file = cache_folder(cache_dir) / f"{fingerprint[:16]}.npz"
 
     prepared = _load_cache(cache_file, fingerprint, settings.max_tokens)
     if prepared is None:
@@ -203,24 +203,12 @@ def lm_dataset(tokens: np.ndarray, batch_size: int, shuffle: bool = True, seed: 
         raise ValueError(f"tokens of shape {array.shape} must be 2-D with >= 1 row and >= 2 columns")
     if not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"tokens of dtype {array.dtype} must hold integer token ids")
-    _check_int("batch_size", batch_size, 1, "sentences per batch")
-    _check_int("seed", seed, 0, "a seed for tf.data")
+    check_int("batch_size", batch_size, 1, "sentences per batch")
+    check_int("seed", seed, 0, "a seed for tf.data")
     import tensorflow as tf  # here, not at the top: `import data_pipeline` must stay light
 
     rows = tf.constant(array.astype(np.int32, copy=False))
-    n = len(array)
-    if shuffle:
-        # One permutation of the row numbers a pass, drawn from a per-pass seed: a few bytes a
-        # row. `Dataset.shuffle(n)` would buffer n elements at about 500 bytes each (60 MB a
-        # trial on the 124,593 lyric sentences).
-        def order(pass_seed):
-            key = tf.stack([pass_seed, tf.constant(seed, tf.int64)])
-            return tf.data.Dataset.from_tensor_slices(
-                tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key))
-
-        indices = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(order)
-    else:
-        indices = tf.data.Dataset.range(n)
+    indices = row_order(len(array), shuffle, seed)
     if buckets:
         # One bucket per sentence length (<start> and <end> included): rows are right-padded
         # with 0, so a row's length is its count of non-zero ids.
@@ -232,6 +220,26 @@ def lm_dataset(tokens: np.ndarray, batch_size: int, shuffle: bool = True, seed: 
     else:
         ds = indices.batch(batch_size, drop_remainder=drop_remainder).map(lambda i: tf.gather(rows, i))
     return ds.map(_shift_and_trim).prefetch(tf.data.AUTOTUNE)
+
+
+def row_order(n: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """Row numbers ``0..n-1`` as a dataset: in order, or in a seeded random order, new each pass.
+
+    One permutation of the row numbers a pass (an epoch), drawn from a per-pass seed: a few
+    bytes a row. ``Dataset.shuffle(n)`` would buffer n elements at about 500 bytes each (60 MB
+    a trial on the 124,593 lyric sentences). The same seed gives the same sequence of orders.
+    """
+    import tensorflow as tf
+
+    if not shuffle:
+        return tf.data.Dataset.range(n)
+
+    def order(pass_seed):
+        key = tf.stack([pass_seed, tf.constant(seed, tf.int64)])
+        return tf.data.Dataset.from_tensor_slices(
+            tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key))
+
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(order)
 
 
 def _shift_and_trim(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -317,7 +325,7 @@ def _fingerprint(settings: DataSettings, files: list[tuple[str, bytes, Path]] | 
     return h.hexdigest()
 
 
-def _cache_folder(cache_dir: str | Path | None) -> Path:
+def cache_folder(cache_dir: str | Path | None) -> Path:
     if cache_dir is None:
         cache_dir = os.environ.get("LSTM_SWEEP_CACHE") or Path.home() / ".cache" / "lstm-sweep"
     elif not isinstance(cache_dir, (str, os.PathLike)):
@@ -346,14 +354,19 @@ def _load_cache(file: Path, fingerprint: str, max_tokens: int) -> PreparedData |
 
 
 def _save_cache(file: Path, prepared: PreparedData) -> None:
+    save_npz(file, train=prepared.train, val=prepared.val, tokens=np.array(prepared.vocab.tokens),
+             fingerprint=np.array(prepared.fingerprint), stats=np.array(json.dumps(prepared.stats)))
+
+
+def save_npz(file: Path, **arrays: np.ndarray) -> None:
+    """Write a cache file atomically (temporary file, then rename); a folder that cannot be
+    written only costs the caching, with a warning."""
     tmp = None
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.stem}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, train=prepared.train, val=prepared.val,
-                     tokens=np.array(prepared.vocab.tokens), fingerprint=np.array(prepared.fingerprint),
-                     stats=np.array(json.dumps(prepared.stats)))
+            np.savez(f, **arrays)
         os.replace(tmp, file)
         tmp = None
     except OSError as e:
@@ -363,6 +376,6 @@ def _save_cache(file: Path, prepared: PreparedData) -> None:
             Path(tmp).unlink(missing_ok=True)
 
 
-def _check_int(name: str, value: Any, minimum: int, meaning: str) -> None:
+def check_int(name: str, value: Any, minimum: int, meaning: str) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name}={value!r} must be an int >= {minimum} ({meaning})")

@@ -26,6 +26,7 @@ from itertools import accumulate
 
 # Bump when the generator's output changes: it is part of the cache fingerprint.
 CORPUS_VERSION = 1
+LABELLED_VERSION = 1  # the same for synthetic_labelled
 
 # theme: (nouns, transitive verbs, adjectives, events as (noun, verb in 3rd person))
 THEMES: dict[str, tuple[list[str], list[str], list[str], list[tuple[str, str]]]] = {
@@ -125,6 +126,43 @@ def synthetic_lines(n_lines: int = 20000, seed: int = 0) -> list[str]:
     while len(lines) < n_lines:
         lines.extend(_song(rng))
     return lines[:n_lines]
+
+
+def synthetic_labelled(n_examples: int = 4000, num_classes: int = 2, seed: int = 0) -> list[tuple[str, str]]:
+    """Generate ``n_examples`` raw ``(text, label)`` pairs: short verses labelled by their theme.
+
+    A verse is 1 to 4 lines (joined by newlines) of one theme, as :func:`synthetic_lines`
+    writes them; its label is the theme. The classes are the first ``num_classes`` themes
+    (``love``, ``night``, ``road``, ``fire``, ``rain``, ``city``), drawn uniformly, so a test of
+    the classification path needs no download. The themes share some words ("dream",
+    "candle", "light") and a few lines are theme-free ("oh oh oh", "here we go again"), so
+    the task is learnable but not trivial; verses run from about 3 to 50 words, so the
+    sequence length matters.
+
+    Args:
+        n_examples: how many pairs to return; >= 1.
+        num_classes: how many themes to use; 2 to 6.
+        seed: seed of the generator; >= 0.
+
+    Example:
+        >>> pairs = synthetic_labelled(100, num_classes=3)
+        >>> sorted({label for _, label in pairs})
+        ['love', 'night', 'road']
+    """
+    if isinstance(n_examples, bool) or not isinstance(n_examples, int) or n_examples < 1:
+        raise ValueError(f"n_examples={n_examples!r} must be an int >= 1")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 2 <= num_classes <= len(THEMES):
+        raise ValueError(f"num_classes={num_classes!r} must be an int from 2 to {len(THEMES)} (the themes)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be an int >= 0")
+    rng = random.Random(seed)
+    themes = list(THEMES)[:num_classes]
+    pairs = []
+    for _ in range(n_examples):
+        theme = rng.choice(themes)
+        verse = [_dress(_words(rng, theme), rng) for _ in range(rng.randint(1, 4))]
+        pairs.append(("\n".join(verse), theme))
+    return pairs
 
 
 def _song(rng: random.Random) -> list[str]:

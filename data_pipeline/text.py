@@ -94,12 +94,47 @@ def clean_line(line: str) -> str | None:
     """
     if not isinstance(line, str):
         raise ValueError(f"line={line!r} must be a str")
-    stripped = line.strip()
-    if not stripped or stripped.endswith(":"):
+    if is_section_label(line):
         return None
-    if not stripped.isascii():
-        stripped = unicodedata.normalize("NFC", stripped)
-    words = stripped.lower().translate(_TABLE).split()
+    words = clean_words(line)
     if not words:
         return None
     return f"{START} {' '.join(words)} {END}"
+
+
+def clean_words(text: str) -> list[str]:
+    """The words of ``text`` by :func:`clean_line`'s character rules, without ``<start>``/``<end>``.
+
+    NFC, lowercase, a space around each of ``? . ! , ¿``, every run of other non-letters to
+    one space, split. Nothing is dropped here: the section-label rule is :func:`is_section_label`.
+
+    Example:
+        >>> clean_words("Can't stop, WON'T stop!")
+        ['can', 't', 'stop', ',', 'won', 't', 'stop', '!']
+    """
+    stripped = text.strip()
+    if not stripped.isascii():
+        stripped = unicodedata.normalize("NFC", stripped)
+    return stripped.lower().translate(_TABLE).split()
+
+
+def is_section_label(line: str) -> bool:
+    """Whether :func:`clean_line` drops ``line`` whole: blank, or ending in ``':'`` (``"[Chorus:"``)."""
+    stripped = line.strip()
+    return not stripped or stripped.endswith(":")
+
+
+def clean_document(text: str) -> list[str]:
+    """The words of one classification example (a CSV cell, a .txt file), cleaned as the corpus is.
+
+    Each line is cleaned by :func:`clean_line`'s rules, a section-label line (``"[Chorus:"``)
+    is left out, and the lines' words are joined in order: a review or a song is one sequence,
+    with no ``<start>``/``<end>`` around it. An empty list means nothing was left.
+
+    Example:
+        >>> clean_document("[Chorus:\nHey, Jude!\nDon't make it bad.")
+        ['hey', ',', 'jude', '!', 'don', 't', 'make', 'it', 'bad', '.']
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text={text!r} must be a str")
+    return [word for line in text.splitlines() if not is_section_label(line) for word in clean_words(line)]

@@ -1,6 +1,8 @@
-"""Keras language models, their masked loss, and how they are trained."""
+"""Keras language models and sequence classifiers, their losses, and how they are trained."""
 
-from model.export import export_model, load_export
+from model.classifier import (build_classifier, class_probabilities, classify_texts, compile_classifier,
+                              fit_classifier)
+from model.export import export_classifier, export_model, load_classifier_export, load_export
 from model.generation import encode_prompt, generate, generate_by_rerunning_prefix
 from model.lm import CELLS, build_language_model, masked_cross_entropy, token_cross_entropy_sums
 from model.train import (
@@ -16,15 +18,22 @@ from model.train import (
 __all__ = [
     "CELLS",
     "ValidationMetrics",
+    "build_classifier",
     "build_language_model",
+    "class_probabilities",
+    "classify_texts",
+    "compile_classifier",
     "compile_language_model",
     "configure_threads",
     "encode_prompt",
     "evaluate_language_model",
+    "export_classifier",
     "export_model",
+    "fit_classifier",
     "fit_language_model",
     "generate",
     "generate_by_rerunning_prefix",
+    "load_classifier_export",
     "load_export",
     "masked_cross_entropy",
     "save_checkpoint",

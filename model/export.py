@@ -1,6 +1,6 @@
-"""Export a trained language model for others to use, and load it back.
+"""Export a trained language model (or classifier) for others to use, and load it back.
 
-One folder, readable without our code::
+One folder, readable without our code (a classifier's: see :func:`export_classifier`)::
 
     export/
       model.keras        Keras 3 format: keras.models.load_model(path, safe_mode=True)
@@ -44,6 +44,7 @@ from data_pipeline.text import MARKS, CorpusError
 from data_pipeline.vocab import START_ID, UNK_ID, Vocabulary
 
 FILES = {"keras": "model.keras", "saved_model": "saved_model", "vocab": "vocab.json", "card": "model_card.json"}
+CLASSIFIER_FILES = {**FILES, "labels": "labels.json"}
 
 
 def export_model(model: keras.Model, vocab: Vocabulary, folder: str | Path, card: dict[str, Any]) -> dict[str, Path]:
@@ -93,37 +94,114 @@ def export_model(model: keras.Model, vocab: Vocabulary, folder: str | Path, card
     _atomic(paths["keras"], lambda tmp: copy.save(tmp), suffix=".keras")
     _atomic(paths["saved_model"], lambda tmp: _write_saved_model(copy, vocab, tmp))
     vocab.to_json(paths["vocab"])
-    full_card = {
-        **card,
-        "vocab_size": len(vocab),
-        "training": {"loss": "lstm_sweep>masked_cross_entropy (model.lm)",
-                     "optimizer": _optimizer_config(model)},
-        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                     "keras": keras.__version__, "numpy": np.__version__},
-        "files": FILES,
-        "signatures": {
-            "serving_default": "prompts: string[batch] -> probabilities, logits: float32[batch, vocab] "
-                               "for the token after each cleaned prompt",
-            "next_token_ids": "tokens: int32[batch, time], <start> first, right-padded with 0 -> "
-                              "probabilities, logits: float32[batch, vocab] after each row's last token",
-            "vocabulary": "() -> tokens: string[vocab], token i has id i",
-        },
-    }
-    text = json.dumps(full_card, indent=2, ensure_ascii=False)
-    _atomic(paths["card"], lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), suffix=".json")
+    _write_card(paths["card"], model, {**card, "vocab_size": len(vocab)}, FILES,
+                loss="lstm_sweep>masked_cross_entropy (model.lm)", signatures={
+                    "serving_default": "prompts: string[batch] -> probabilities, logits: float32[batch, vocab] "
+                                       "for the token after each cleaned prompt",
+                    "next_token_ids": "tokens: int32[batch, time], <start> first, right-padded with 0 -> "
+                                      "probabilities, logits: float32[batch, vocab] after each row's last token",
+                    "vocabulary": "() -> tokens: string[vocab], token i has id i",
+                })
     return paths
 
 
-def load_export(folder: str | Path) -> tuple[keras.Model, Vocabulary, dict[str, Any]]:
+def export_classifier(model: keras.Model, vocab: Vocabulary, labels: list[str], folder: str | Path,
+                      card: dict[str, Any], seq_len: int, padding: str = "pre",
+                      truncating: str = "pre") -> dict[str, Path]:
+    """Write a trained classifier to ``folder``: the files of :func:`export_model` and ``labels.json``.
+
+    ``saved_model/``'s ``serving_default`` takes raw texts (``texts: string[batch]``) and does
+    what training did to them: cleans them (:func:`_clean_in_tf`), looks the words up
+    (unknown: ``<unk>``), truncates and pads them to ``seq_len`` on the trained sides, and
+    returns ``probabilities`` (float32 ``[batch, classes]``, a two-class sigmoid as ``[1 - p,
+    p]``), ``label_ids`` (int32) and ``labels`` (string: the likeliest class). ``labels()``
+    returns the class names, ``vocabulary()`` the tokens. The cleaning differs from training's
+    (:func:`data_pipeline.clean_document`) as :func:`_clean_in_tf` says, and a line ending in
+    ``':'`` is kept, not dropped. ``model.keras`` is the uncompiled
+    Keras model (ids in, the head's output out); ``model_card.json`` adds ``task``,
+    ``labels`` and ``preprocessing`` (``seq_len``, ``padding``, ``truncating``), which
+    ``lstm-sweep predict`` reads.
+
+    Example:
+        >>> export_classifier(model, vocab, ["neg", "pos"], "runs/a/winner/export", card, seq_len=64)  # doctest: +SKIP
+    """
+    from data_pipeline.labelled import SIDES, labels_to_json
+    from model.classifier import output_units
+
+    if not isinstance(model, keras.Model) or not isinstance(vocab, Vocabulary):
+        raise ValueError("model must be a keras.Model and vocab a data_pipeline.Vocabulary")
+    if model.output_shape[-1] != output_units(len(labels)):
+        raise ValueError(f"the model has {model.output_shape[-1]} outputs for {len(labels)} classes: "
+                         "pass the labels it was trained with")
+    if int(seq_len) < 1 or padding not in SIDES or truncating not in SIDES:
+        raise ValueError(f"seq_len={seq_len} must be >= 1, padding={padding!r} and truncating={truncating!r} "
+                         f"one of {SIDES}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {key: folder / name for key, name in CLASSIFIER_FILES.items()}
+
+    copy = _inference_copy(model)
+    _atomic(paths["keras"], lambda tmp: copy.save(tmp), suffix=".keras")
+    _atomic(paths["saved_model"],
+            lambda tmp: _write_classifier_saved_model(copy, vocab, labels, int(seq_len), padding, truncating, tmp))
+    vocab.to_json(paths["vocab"])
+    labels_to_json(labels, paths["labels"])
+    preprocessing = {"seq_len": int(seq_len), "padding": padding, "truncating": truncating}
+    head = "sigmoid (probability of labels[1])" if len(labels) == 2 else "softmax"
+    _write_card(paths["card"], model, {**card, "task": "classify", "vocab_size": len(vocab), "labels": list(labels),
+                                       "preprocessing": preprocessing},
+                CLASSIFIER_FILES, loss=f"{model.loss if isinstance(model.loss, str) else 'cross-entropy'}, {head}",
+                signatures={
+                    "serving_default": "texts: string[batch] -> probabilities: float32[batch, classes], "
+                                       "label_ids: int32[batch], labels: string[batch] (the likeliest class)",
+                    "labels": "() -> labels: string[classes], class i is labels[i]",
+                    "vocabulary": "() -> tokens: string[vocab], token i has id i",
+                })
+    return paths
+
+
+def load_classifier_export(folder: str | Path) -> tuple[keras.Model, Vocabulary, list[str], dict[str, Any]]:
+    """Load ``(model, vocab, labels, card)`` from a folder written by :func:`export_classifier`.
+
+    Raises:
+        CorpusError: the folder or a file is missing or unreadable, or it holds a language model.
+    """
+    from data_pipeline.labelled import labels_from_json
+
+    folder = Path(folder)
+    model, vocab, card = load_export(folder, task="classify")
+    labels = labels_from_json(folder / CLASSIFIER_FILES["labels"])
+    if len(labels) < 2 or "preprocessing" not in card:
+        raise CorpusError(f"{folder}: labels.json or model_card.json is not a classifier's: {_export_hint(folder)}")
+    return model, vocab, labels, card
+
+
+def _write_card(path: Path, model: keras.Model, card: dict[str, Any], files: dict[str, str], loss: str,
+                signatures: dict[str, str]) -> None:
+    """``model_card.json``: the caller's facts, then how it was trained, when, with what, and its files."""
+    full_card = {
+        **card,
+        "training": {"loss": loss, "optimizer": _optimizer_config(model)},
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
+                     "keras": keras.__version__, "numpy": np.__version__},
+        "files": files,
+        "signatures": signatures,
+    }
+    text = json.dumps(full_card, indent=2, ensure_ascii=False)
+    _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), suffix=".json")
+
+
+def load_export(folder: str | Path, task: str = "language_model") -> tuple[keras.Model, Vocabulary, dict[str, Any]]:
     """Load ``(model, vocab, card)`` from a folder written by :func:`export_model`.
 
     The model comes from ``model.keras`` with ``safe_mode=True``; it is not compiled (see
     :func:`export_model`): ready for inference and :func:`model.generation.generate`.
+    ``task="classify"`` expects a classifier's export instead (:func:`load_classifier_export`).
 
     Raises:
-        CorpusError: the folder or one of its files is missing or unreadable; the message
-            names it and says to re-run ``lstm-sweep export RUN_DIR``.
+        CorpusError: the folder or one of its files is missing or unreadable, or it holds the
+            other task's model; the message names it and says what to do.
 
     Example:
         >>> model, vocab, card = load_export("runs/demo/winner/export")  # doctest: +SKIP
@@ -142,6 +220,14 @@ def load_export(folder: str | Path) -> tuple[keras.Model, Vocabulary, dict[str, 
     except (OSError, ValueError, TypeError, KeyError) as e:  # a torn or foreign file
         raise CorpusError(f"cannot load the export in {folder}: {type(e).__name__}: {e}: {again}") from None
     vocab = Vocabulary.from_json(folder / FILES["vocab"])
+    found = card.get("task", "language_model")
+    if found != task:
+        names = {"language_model": ("language model", "generate EXPORT_DIR --prompt TEXT"),
+                 "classify": ("classifier", "predict EXPORT_DIR TEXT")}
+        raise CorpusError(f"{folder} holds a {names[found][0]}, not a {names[task][0]}: "
+                          f"use `lstm-sweep {names[found][1]}`")
+    if task == "classify":
+        return model, vocab, card
     if model.output_shape[-1] != len(vocab):
         raise CorpusError(f"{folder}: model.keras has {model.output_shape[-1]} logits, vocab.json "
                           f"{len(vocab)} tokens: {again}")
@@ -184,6 +270,43 @@ def _write_saved_model(model: keras.Model, vocab: Vocabulary, path: str) -> None
     archive.add_endpoint("next_token_ids", next_token_ids, [tf.TensorSpec([None, None], tf.int32, name="tokens")])
     archive.add_endpoint("vocabulary", vocabulary, [])
     archive.write_out(path, verbose=False)
+
+
+def _write_classifier_saved_model(model: keras.Model, vocab: Vocabulary, labels: list[str], seq_len: int,
+                                  padding: str, truncating: str, path: str) -> None:
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(vocab.tokens), tf.range(len(vocab), dtype=tf.int64)),
+        default_value=UNK_ID)
+    tokens, names = tf.constant(vocab.tokens), tf.constant(list(labels))
+
+    def serving_default(texts: tf.Tensor) -> dict[str, tf.Tensor]:
+        ids = tf.cast(table.lookup(tf.strings.split(_clean_in_tf(texts))), tf.int32)
+        out = tf.cast(model(_pad_in_tf(ids, seq_len, padding, truncating), training=False), tf.float32)
+        probabilities = tf.concat([1.0 - out, out], axis=1) if len(labels) == 2 else out
+        label_ids = tf.argmax(probabilities, axis=1, output_type=tf.int32)
+        return {"probabilities": probabilities, "label_ids": label_ids, "labels": tf.gather(names, label_ids)}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(table)
+    archive.add_endpoint("serving_default", serving_default, [tf.TensorSpec([None], tf.string, name="texts")])
+    archive.add_endpoint("labels", lambda: {"labels": names}, [])
+    archive.add_endpoint("vocabulary", lambda: {"tokens": tokens}, [])
+    archive.write_out(path, verbose=False)
+
+
+def _pad_in_tf(ids: tf.RaggedTensor, seq_len: int, padding: str, truncating: str) -> tf.Tensor:
+    """``keras.utils.pad_sequences`` in TensorFlow ops: ragged ids to int32 ``[batch, seq_len]``,
+    cut at the ``truncating`` end, zeros on the ``padding`` side (``data_pipeline.pad_to``)."""
+    ids = ids[:, -seq_len:] if truncating == "pre" else ids[:, :seq_len]
+    dense = ids.to_tensor(default_value=0, shape=[None, seq_len])  # zeros after: "post"
+    if padding == "post":
+        return dense
+    # "pre": shift each row right by its missing length.
+    shift = seq_len - tf.cast(ids.row_lengths(), tf.int32)
+    columns = tf.range(seq_len)[tf.newaxis, :] - shift[:, tf.newaxis]
+    moved = tf.gather(dense, tf.maximum(columns, 0), batch_dims=1)
+    return tf.where(columns >= 0, moved, tf.zeros_like(moved))
 
 
 def _clean_in_tf(prompts: tf.Tensor) -> tf.Tensor:

@@ -18,7 +18,7 @@ import math
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -103,14 +103,18 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def write_results(run_dir: str | Path, records: Sequence[TrialRecord], metric: str = "val_loss",
-                  mode: str = "min") -> dict[str, Path]:
+                  mode: str = "min", others: Mapping[str, str] | None = None,
+                  also_plot: Sequence[str] = ()) -> dict[str, Path]:
     """Write a sweep's result files into ``run_dir`` and return their paths.
 
     Files (keys of the returned dict):
 
-    * ``trials``: ``trials.csv``, :func:`~results.tables.trials_table`, best trial first;
+    * ``trials``: ``trials.csv``, :func:`~results.tables.trials_table` (with a ``best_<other>``
+      column for each of ``others``), best trial first;
     * ``curves``: ``curves.csv``, :func:`~results.tables.curves_table`;
     * ``plot``: ``<metric>.png`` (``val_loss.png``), :func:`~results.plots.plot_val_loss`;
+    * ``plot_<other>``: ``<other>.png`` for each of ``also_plot``, one of ``others`` (a
+      classifier's ``val_accuracy.png`` beside ``val_loss.png``);
     * ``best``: ``best.json``, what it takes to retrain the winner: ``trial_id``, ``status``,
       ``metric``, ``mode``, ``best_<metric>``, ``best_epoch`` (the epoch that reached it),
       ``epochs``, ``params``, ``extra`` (e.g. the batch size actually used), ``seconds``, ``node``.
@@ -136,9 +140,14 @@ def write_results(run_dir: str | Path, records: Sequence[TrialRecord], metric: s
     run_dir.mkdir(parents=True, exist_ok=True)
 
     paths = {"trials": run_dir / "trials.csv", "curves": run_dir / "curves.csv", "plot": run_dir / f"{metric}.png"}
-    atomic_write_csv(paths["trials"], trials_table(records, metric, mode))
+    atomic_write_csv(paths["trials"], trials_table(records, metric, mode, others))
     atomic_write_csv(paths["curves"], curves_table(records))
     plot_val_loss(records, paths["plot"], metric=metric, mode=mode)
+    for name in also_plot:
+        if name not in (others or {}):
+            raise ValueError(f"also_plot names {name!r}, which is not in others={dict(others or {})}")
+        paths[f"plot_{name}"] = run_dir / f"{name}.png"
+        plot_val_loss(records, paths[f"plot_{name}"], metric=name, mode=others[name])
 
     ranked = rank_records(records, metric, mode)
     best_path = run_dir / "best.json"

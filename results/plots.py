@@ -8,6 +8,7 @@ figure registry to leak into, no display needed, and safe to call from several t
 from __future__ import annotations
 
 import math
+import textwrap
 from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Collection, Sequence
@@ -32,6 +33,13 @@ LABEL_PREFIXES = {
     "dropout": "d",
     "learning_rate": "lr",
     "batch_size": "b",
+    "seq_len": "T",
+}
+# A classifier's categorical parameters, shown by their value alone: bi pre-pad post-cut.
+VALUE_LABELS = {
+    "bidirectional": lambda value: "bi" if value in (True, "True", "true") else "uni",
+    "padding": lambda value: f"{value}-pad",
+    "truncating": lambda value: f"{value}-cut",
 }
 DPI = 120
 AXES_WIDTH_IN = 7.0  # the curves keep this width; the legend adds its own to the figure
@@ -101,11 +109,13 @@ def plot_val_loss(records: Sequence[TrialRecord], path: str | Path | None = None
     return figure
 
 
-def plot_history(history: "pd.DataFrame", path: str | Path | None = None, title: str = "") -> Figure:
-    """``winner/loss.png``: training and validation loss per epoch of one model, the best
-    validation epoch starred.
+def plot_history(history: "pd.DataFrame", path: str | Path | None = None, title: str = "",
+                 metric: str = "val_loss", mode: str = "min") -> Figure:
+    """``winner/loss.png``: training and validation loss per epoch of one model, the kept
+    epoch (the best ``metric``) starred; a classifier's accuracy in a second panel.
 
-    ``history`` has columns ``epoch``, ``loss`` and ``val_loss`` (``winner/history.csv``).
+    ``history`` has columns ``epoch``, ``loss`` and ``val_loss`` (``winner/history.csv``),
+    and a classifier's also ``accuracy`` and ``val_accuracy``.
 
     Example:
         >>> figure = plot_history(pd.read_csv("runs/quick/winner/history.csv"))  # doctest: +SKIP
@@ -115,20 +125,28 @@ def plot_history(history: "pd.DataFrame", path: str | Path | None = None, title:
     missing = {"epoch", "loss", "val_loss"} - set(history.columns)
     if missing:
         raise ValueError(f"history lacks the columns {sorted(missing)}")
-    figure = Figure(figsize=(AXES_WIDTH_IN, 4.2), dpi=DPI, layout="constrained")
-    ax = figure.add_subplot()
-    ax.plot(history.epoch, history.loss, "o-", color="0.55", label="loss (train)")
-    ax.plot(history.epoch, history.val_loss, "o-", color=colormaps["viridis"](0.0), label="val_loss")
-    if len(history):
-        best = int(np.nanargmin(history.val_loss.to_numpy(dtype=float)))
-        ax.plot([history.epoch.iloc[best]], [history.val_loss.iloc[best]], "*", color="crimson", markersize=14,
-                label=f"best val_loss {history.val_loss.iloc[best]:.4f} (epoch {history.epoch.iloc[best]}, kept)")
-        ax.legend(fontsize=9, frameon=False)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (mean cross-entropy per real token)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(True, alpha=0.3)
-    ax.set_title(title, fontsize=10)
+    panels = [("loss", "val_loss")] + ([("accuracy", "val_accuracy")] if "val_accuracy" in history else [])
+    if metric not in history:
+        raise ValueError(f"history lacks the column {metric!r}")
+    figure = Figure(figsize=(AXES_WIDTH_IN, 4.2 * len(panels)), dpi=DPI, layout="constrained")
+    values = history[metric].to_numpy(dtype=float)
+    best = int(np.nanargmin(values) if mode == "min" else np.nanargmax(values)) if len(history) else None
+    for i, (train, val) in enumerate(panels):
+        ax = figure.add_subplot(len(panels), 1, i + 1)
+        ax.plot(history.epoch, history[train], "o-", color="0.55", label=f"{train} (train)")
+        ax.plot(history.epoch, history[val], "o-", color=colormaps["viridis"](0.0), label=val)
+        if best is not None:
+            ax.plot([history.epoch.iloc[best]], [history[val].iloc[best]], "*", color="crimson", markersize=14,
+                    label=f"{val} {history[val].iloc[best]:.4f} at the kept epoch {history.epoch.iloc[best]} "
+                          f"(best {metric})")
+            ax.legend(fontsize=9, frameon=False)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (mean cross-entropy per real token)" if "val_accuracy" not in history and val == "val_loss"
+                      else val.removeprefix("val_"))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        if i == 0:
+            ax.set_title(textwrap.fill(title, 100), fontsize=10)
     if path is not None:
         buffer = BytesIO()
         figure.savefig(buffer, format="png", dpi=DPI)
@@ -145,9 +163,14 @@ def format_params(params: dict[str, Any], exponent: Collection[str] = ()) -> str
     Example:
         >>> format_params({"hidden_size": 64, "learning_rate": 0.0032, "dropout": 0.1, "cell": "gru"})
         'h64 lr3.2e-3 d0.10 cell=gru'
+        >>> format_params({"seq_len": 64, "padding": "pre", "bidirectional": True, "vocab_size": 2000})
+        'T64 pre-pad bi vocab_size=2000'
     """
     parts = []
     for name, value in params.items():
+        if name in VALUE_LABELS:
+            parts.append(VALUE_LABELS[name](value))
+            continue
         prefix = LABEL_PREFIXES.get(name)
         text = _compact(value, name in exponent)
         parts.append(f"{prefix}{text}" if prefix is not None else f"{name}={text}")

@@ -1,9 +1,10 @@
 """``report.html``: a run on one self-contained page (tables inline, plots as data URIs).
 
 It shows what the run folder holds, whatever stage it reached: the trial table and
-``val_loss.png`` after a search, then the winner's ``loss.png``, its model card and its
-generated samples once it was retrained. No script, no external asset: it opens from a
-mail attachment or an archive as well as from the folder.
+``val_loss.png`` (a classifier's also ``val_accuracy.png``) after a search, then the winner's
+``loss.png``, its model card and its generated samples (a classifier's predictions) once it was
+retrained. No script, no external asset: it opens from a mail attachment or an archive as well
+as from the folder.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def write_report(run_dir: str | Path) -> Path:
     parts = [f"<h1>lstm-sweep run <code>{html.escape(run_dir.name)}</code></h1>", _summary(trials)]
 
     parts += ["<h2>Trials (best first)</h2>", f'<div class="scroll">{_table(trials)}</div>']
-    parts += _image(run_dir / "val_loss.png", "validation loss of every trial")
+    for name in ("val_loss", "val_accuracy"):  # a classifier's sweep has both plots
+        parts += _image(run_dir / f"{name}.png", f"{name.replace('_', ' ')} of every trial")
 
     winner = run_dir / "winner"
     card_file = winner / "export" / "model_card.json"
@@ -50,9 +52,10 @@ def write_report(run_dir: str | Path) -> Path:
         parts.append("<h2>Winner, retrained</h2>")
         if card_file.is_file():
             card = json.loads(card_file.read_text(encoding="utf-8"))
-            parts.append(f"<p>best val_loss <b>{card.get('best_val_loss', float('nan')):.4f}</b> at epoch "
+            metric = card.get("metric", "val_loss")
+            parts.append(f"<p>best {metric} <b>{card.get(f'best_{metric}', float('nan')):.4f}</b> at epoch "
                          f"{card.get('best_epoch')} of {card.get('epochs')} (the sweep's "
-                         f"{card.get('sweep_val_loss', float('nan')):.4f}); exported to "
+                         f"{card.get(f'sweep_{metric}', float('nan')):.4f}); exported to "
                          f"<code>winner/export/</code>.</p>")
             parts.append(f"<pre>{html.escape(json.dumps(card.get('config', {}), indent=1))}</pre>")
         parts.append(_table(pd.read_csv(winner / "history.csv")))
@@ -60,6 +63,9 @@ def write_report(run_dir: str | Path) -> Path:
     if (winner / "samples.txt").is_file():
         parts += ["<h2>Generated text</h2>",
                   f"<pre>{html.escape((winner / 'samples.txt').read_text(encoding='utf-8'))}</pre>"]
+    if (winner / "predictions.txt").is_file():
+        parts += ["<h2>Predictions on validation examples</h2>",
+                  f"<pre>{html.escape((winner / 'predictions.txt').read_text(encoding='utf-8'))}</pre>"]
 
     page = (f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>lstm-sweep {html.escape(run_dir.name)}</title><style>{STYLE}</style></head>\n"
@@ -71,10 +77,13 @@ def write_report(run_dir: str | Path) -> Path:
 
 def _summary(trials: pd.DataFrame) -> str:
     counts = ", ".join(f"{n} {status}" for status, n in trials.status.value_counts().items())
-    best = trials.dropna(subset=["best_val_loss"]).head(1)
+    # trials.csv: ..., epochs, best_<metric>, ...: the column after `epochs` names the metric.
+    column = trials.columns[list(trials.columns).index("epochs") + 1]
+    best = trials.dropna(subset=[column]).head(1)
     line = f"<p>{len(trials)} trials: {counts}."
     if len(best):
-        line += f" Best val_loss <b>{best.best_val_loss.item():.4f}</b> (trial {html.escape(str(best.trial_id.item()))})."
+        line += (f" Best {column.removeprefix('best_')} <b>{best[column].item():.4f}</b> "
+                 f"(trial {html.escape(str(best.trial_id.item()))}).")
     return line + "</p>"
 
 

@@ -12,13 +12,13 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from results.records import (HISTORY_COLUMNS, TrialRecord, best_value, check_records, last_value, rank_records,
-                             status_counts)
+from results.records import (HISTORY_COLUMNS, TrialRecord, best_value, check_metric_mode, check_records, last_value,
+                             rank_records, status_counts)
 
 # Header names for the leaderboard; a parameter not listed here keeps its own name.
 SHORT_NAMES = {
@@ -32,22 +32,29 @@ SHORT_NAMES = {
     "batch_size_used": "batch_used",
     "oom_retries": "oom",
     "predicted_peak_mb": "peak_mb",
+    "bidirectional": "bidir",
+    "seq_len": "seq",
+    "truncating": "trunc",
+    "padding": "pad",
 }
 
 
-def trials_table(records: Sequence[TrialRecord], metric: str = "val_loss", mode: str = "min") -> pd.DataFrame:
+def trials_table(records: Sequence[TrialRecord], metric: str = "val_loss", mode: str = "min",
+                 others: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per trial, the best trial first: what ``trials.csv`` holds.
 
     Columns, in order: ``trial_id, status``, each hyperparameter (in the order of the first
     record's ``params``, then any others in the order first met), each ``extra`` key (same
-    rule), ``epochs, best_<metric>, last_<metric>, best_val_loss_padded, seconds, node, error``.
+    rule), ``epochs, best_<metric>, last_<metric>, best_<other>..., seconds, node, error``.
     A trial without some parameter or extra value gets NaN there.
 
     ``best_<metric>`` is the min (``mode="min"``) or max over the finite values of the
     history's ``metric`` column; ``last_<metric>`` is its value at the last epoch.
-    ``best_val_loss_padded`` is the min of that column (it is a loss whatever the metric) and
-    is left out when ``metric`` is itself ``val_loss_padded``. Rows are sorted by
-    ``best_<metric>``, trials without a value last, ties by ``trial_id``.
+    ``others`` maps further history columns to their own mode, each giving a ``best_<other>``
+    column, its best over the epochs (by default ``{"val_loss_padded": "min"}``: a language
+    model's; a classifier passes ``{"val_accuracy": "max"}`` or ``{"val_loss": "min"}``);
+    ``metric`` itself is never repeated there. Rows are sorted by ``best_<metric>``, trials
+    without a value last, ties by ``trial_id``.
 
     The frame's ``attrs`` carry ``metric``, ``mode`` and ``params`` (the parameter column
     names), which :func:`format_leaderboard` uses.
@@ -62,9 +69,12 @@ def trials_table(records: Sequence[TrialRecord], metric: str = "val_loss", mode:
     # Column order follows the caller's records (not the ranking), so it is the same every run.
     param_names = _union_keys(record.params for record in records)
     extra_names = _union_keys(record.extra for record in records)
-    tail = ["epochs", f"best_{metric}", f"last_{metric}", "best_val_loss_padded", "seconds", "node", "error"]
-    if metric == "val_loss_padded":
-        tail.remove("best_val_loss_padded")
+    others = {name: m for name, m in ({"val_loss_padded": "min"} if others is None else others).items()
+              if name != metric}
+    for name, other_mode in others.items():
+        check_metric_mode(name, other_mode)
+    tail = ["epochs", f"best_{metric}", f"last_{metric}", *(f"best_{name}" for name in others),
+            "seconds", "node", "error"]
     _refuse_clashes(param_names, extra_names, tail)
 
     rows = []
@@ -75,8 +85,8 @@ def trials_table(records: Sequence[TrialRecord], metric: str = "val_loss", mode:
         row["epochs"] = record.epochs
         row[f"best_{metric}"] = best
         row[f"last_{metric}"] = last_value(record, metric)
-        if "best_val_loss_padded" in tail:
-            row["best_val_loss_padded"] = best_value(record, "val_loss_padded", "min")[0]
+        for name, other_mode in others.items():
+            row[f"best_{name}"] = best_value(record, name, other_mode)[0]
         row.update({"seconds": float(record.seconds), "node": record.node, "error": record.error})
         rows.append(row)
     columns = ["trial_id", "status", *param_names, *extra_names, *tail]
@@ -89,8 +99,9 @@ def trials_table(records: Sequence[TrialRecord], metric: str = "val_loss", mode:
 def curves_table(records: Sequence[TrialRecord]) -> pd.DataFrame:
     """One row per trial and epoch: what ``curves.csv`` holds.
 
-    Columns: ``trial_id, epoch, loss, val_loss, val_loss_padded, seconds``, then any other
-    numeric history column (in the order first met). A trial without epochs adds no row, so
+    Columns: ``trial_id, epoch, loss, val_loss, val_loss_padded, seconds`` (those of them
+    some history has, when any has rows), then any other numeric history column (in the order
+    first met: a classifier's ``accuracy``, ``val_accuracy``). A trial without epochs adds no row, so
     the row count is the total number of epochs reported. Trials keep the order of
     ``records`` (the order Tune proposed them), each with its epochs ascending.
 
@@ -113,6 +124,9 @@ def curves_table(records: Sequence[TrialRecord]) -> pd.DataFrame:
     columns = ["trial_id", *HISTORY_COLUMNS, *others]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="str" if c == "trial_id" else "float64") for c in columns})
+    # A standard column no history has (a classifier's val_loss_padded) would be empty: left out.
+    present = {c for frame in frames for c in frame.columns}
+    columns = [c for c in columns if c in ("trial_id", "epoch") or c in present]
     # Trials keep the order they were given in (the order they were started), epochs ascend.
     curves = pd.concat(frames, ignore_index=True).sort_values(["_order", "epoch"], kind="stable")
     curves = curves.reindex(columns=columns).reset_index(drop=True)

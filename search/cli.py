@@ -1,6 +1,7 @@
 """``lstm-sweep``: the command line.
 
     lstm-sweep run      [search flags] [--epochs 10] [--prompt "i love"]   search -> retrain -> export -> samples
+                        (a `task: classify` config: -> validation accuracy and predictions)
     lstm-sweep search   [--config sweeps/quick.yaml] [--data DIR|builtin] [--samples N]
                         [--max-epochs N] [--max-concurrent N] [--out DIR] [--name NAME]
                         [--address ADDR] [--num-cpus N] [--trial-memory GB] [--dashboard-host HOST]
@@ -10,7 +11,8 @@
     lstm-sweep export   RUN_DIR
     lstm-sweep generate EXPORT_DIR --prompt TEXT [--temperature 0.8] [--top-k 40]
                         [--max-tokens 20] [--num 3] [--seed S]
-    lstm-sweep plan     [--config FILE] [--samples N] [--trial-memory GB] [--gpu-memory GB]
+    lstm-sweep predict  EXPORT_DIR [TEXT ...] [--file F]     a classifier's label and probability per text
+    lstm-sweep plan     [--config FILE] [--samples N] [--trial-memory GB] [--gpu-memory GB] [--classes N]
 
 A user error (missing folder, empty corpus, bad config, bad flag value) ends with one line on
 stderr and exit status 2; anything else is a bug and keeps its traceback. Ctrl-C during a sweep
@@ -33,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lstm-sweep", description="Hyperparameter sweeps for LSTM text models.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="the whole job: search, retrain the winner, export it, generate samples")
+    run = sub.add_parser("run", help="the whole job: search, retrain the winner, export it, generate samples "
+                                     "(a classifier: print its validation accuracy and predictions)")
     search = sub.add_parser("search", help="run a hyperparameter sweep (Ray Tune + Optuna TPE + ASHA)")
     for p in (run, search):
         p.add_argument("--config", help=f"sweep YAML (default: the packaged sweeps/{DEFAULT_CONFIG})")
@@ -77,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--num", type=int, default=3, help="lines to generate (default 3)")
     generate.add_argument("--seed", type=int, help="seed of the sampling (default: random)")
 
+    predict = sub.add_parser("predict", help="classify texts with an exported classifier: label and probability each")
+    predict.add_argument("export_dir", help="a classifier's export folder (RUN_DIR/winner/export)")
+    predict.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify, one per argument")
+    predict.add_argument("--file", help="a UTF-8 file of texts to classify, one per line (blank lines skipped)")
+
     plan = sub.add_parser("plan", help="print each trial's predicted memory, batch and resources; train nothing")
     plan.add_argument("--config", help=f"sweep YAML (default: the packaged sweeps/{DEFAULT_CONFIG})")
     plan.add_argument("--samples", type=int, default=20,
@@ -84,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--vocab", type=int, help="vocabulary size (default: the config's data.vocab_size cap)")
     plan.add_argument("--trial-memory", type=float, metavar="GB", help="memory budget of each trial")
     plan.add_argument("--gpu-memory", type=float, metavar="GB", help="memory of each GPU (resources.gpu_memory_gb)")
+    plan.add_argument("--classes", type=int, default=2, help="a classifier's number of classes (default 2)")
     return parser
 
 
@@ -93,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         # Must precede the first `import ray` (see search.sweep.start_ray).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     commands = {"run": _run, "search": _search, "report": _report, "retrain": _retrain, "export": _export,
-                "generate": _generate, "plan": _plan}
+                "generate": _generate, "predict": _predict, "plan": _plan}
     try:
         return commands[args.command](args)
     except ValueError as e:
@@ -118,6 +127,10 @@ def _run(args: argparse.Namespace) -> int:
     print()
     _retrain_and_export(args, run_dir)
     export_dir = run_dir / "winner" / "export"
+    from search.config import load_config
+
+    if load_config(run_dir / "sweep.yaml").task == "classify":
+        return _finish_classify_run(run_dir, export_dir)
     lines = _samples(export_dir, args.prompt, num=3, seed=0)
     (run_dir / "winner" / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     from results import write_report
@@ -129,6 +142,51 @@ def _run(args: argparse.Namespace) -> int:
     print(f"\n  report: {report}\n  export: {export_dir}\n"
           f"generate more: lstm-sweep generate {export_dir} --prompt \"{args.prompt}\"")
     return 0
+
+
+def _finish_classify_run(run_dir: Path, export_dir: Path) -> int:
+    """What `run` shows of a classifier: its validation accuracy and a few predictions."""
+    from results import write_report
+
+    lines = _validation_predictions(run_dir, export_dir)
+    (run_dir / "winner" / "predictions.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = write_report(run_dir)
+    print()
+    for line in lines:
+        print(f"  {line}")
+    print(f"\n  report: {report}\n  export: {export_dir}\n"
+          f"classify more: lstm-sweep predict {export_dir} \"some text\" [--file texts.txt]")
+    return 0
+
+
+def _validation_predictions(run_dir: Path, export_dir: Path, per_class: int = 2) -> list[str]:
+    """The exported classifier on the run's validation split: its accuracy against the majority
+    class, then ``per_class`` examples of each class (cleaned, as the model read them)."""
+    import numpy as np
+
+    from data_pipeline import pad_to
+    from model.classifier import class_probabilities
+    from model.export import load_classifier_export
+    from search.retrain import read_winner
+    from search.tasks import get_task
+
+    model, vocab, labels, card = load_classifier_export(export_dir)
+    task, winner = get_task("classify"), read_winner(run_dir)
+    prepared = task.prepare(task.settings(winner.config.data.__dict__, winner.params))  # the cached split
+    cut = card["preprocessing"]
+    probabilities = class_probabilities(model, pad_to(prepared.val_ids, cut["seq_len"], cut["padding"],
+                                                      cut["truncating"]))
+    predicted = probabilities.argmax(axis=1)
+    accuracy = float(np.mean(predicted == prepared.val_labels))
+    lines = [f"validation accuracy {accuracy:.4f} over {len(predicted)} examples (always answering the "
+             f"majority class: {prepared.stats['majority_share_val']:.4f})", "",
+             f"{'predicted':<14} {'prob':>5}  {'true':<14} text (cleaned)"]
+    for label in range(len(labels)):
+        for i in np.flatnonzero(prepared.val_labels == label)[:per_class]:
+            text = vocab.decode(prepared.val_ids[i])
+            lines.append(f"{labels[predicted[i]]:<14} {probabilities[i, predicted[i]]:5.3f}  {labels[label]:<14} "
+                         f"{text if len(text) <= 70 else text[:67] + '...'}")
+    return lines
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -143,7 +201,7 @@ class Interrupted(Exception):
 
 def _sweep(args: argparse.Namespace) -> Path:
     from results import format_leaderboard, trials_table
-    from search.sweep import METRIC, MODE, resume_sweep, run_sweep
+    from search.sweep import resume_sweep, run_sweep
 
     if (args.address or "").startswith("ray://"):
         from search.config import ConfigError
@@ -164,7 +222,7 @@ def _sweep(args: argparse.Namespace) -> Path:
         })
         outcome = run_sweep(config, name=args.name, **where)
     print()
-    print(format_leaderboard(trials_table(outcome.records, metric=METRIC, mode=MODE), top=5))
+    print(format_leaderboard(trials_table(outcome.records, metric=outcome.metric, mode=outcome.mode), top=5))
     print()
     _print_paths(outcome.paths)
     if outcome.interrupted:
@@ -223,6 +281,30 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    """One line per text: the likeliest label, its probability, and the text."""
+    from search.config import ConfigError
+
+    texts = list(args.texts)
+    if args.file:
+        try:
+            texts += [line for line in Path(args.file).read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--file {args.file}: cannot read it ({type(e).__name__}: {e})") from None
+    if not texts:
+        raise ConfigError("predict: no text to classify: give texts as arguments, or --file with one text per line")
+    from model.classifier import classify_texts
+    from model.export import load_classifier_export
+
+    model, vocab, labels, card = load_classifier_export(Path(args.export_dir))
+    cut = card["preprocessing"]
+    probabilities = classify_texts(model, vocab, texts, cut["seq_len"], cut["padding"], cut["truncating"])
+    for text, row in zip(texts, probabilities):
+        best = int(row.argmax())
+        print(f"{labels[best]}\t{row[best]:.4f}\t{' '.join(text.split())}")
+    return 0
+
+
 def _samples(export_dir: Path, prompt: str, num: int, seed: int | None, temperature: float = 0.8,
              top_k: int = 40, max_tokens: int = 20) -> list[str]:
     from search.config import ConfigError
@@ -248,7 +330,9 @@ def _plan(args: argparse.Namespace) -> int:
         "resources.trial_memory_gb": args.trial_memory, "resources.gpu_memory_gb": args.gpu_memory})
     if args.samples < 1:
         raise ConfigError(f"--samples {args.samples}: must be >= 1")
-    sizer = make_sizer(config, args.vocab or config.data.vocab_size, this_machine())
+    if args.classes < 2:
+        raise ConfigError(f"--classes {args.classes}: must be >= 2")
+    sizer = make_sizer(config, args.vocab or config.data.vocab_size, this_machine(), num_classes=args.classes)
     table = plan_table(space_configs(config, args.samples, seed=config.searcher.seed), sizer)
     print(describe_sizer(sizer))
     print(table.to_string(index=False))

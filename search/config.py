@@ -4,7 +4,12 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
 
     name: quick                 # run folder prefix under `output`
     output: runs                # where run folders go
-    data:     {path, vocab_size, max_tokens, val_fraction, seed, builtin_lines}
+    task: language_model        # language_model | classify
+    metric: val_loss            # what ASHA, the searcher and the winner follow (see METRICS)
+    mode: min                   # min | max; by default the metric's own direction
+    data:     {path, vocab_size, max_tokens, val_fraction, seed, builtin_lines}    # language_model
+    data:     {path, text_column, label_column, classes, vocab_size, val_fraction,  # classify
+               seed, builtin_examples, builtin_classes}
     model:    {cell, precision} # lstm | gru | rnn; float32 | mixed_float16
     space:                      # each hyperparameter: a fixed value or one distribution
       embedding_size: {choice: [16, 32, 64]}
@@ -13,6 +18,12 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
       dropout:        {uniform: [0.0, 0.3]}
       learning_rate:  {loguniform: [1.0e-3, 1.0e-2]}
       batch_size:     64                      # fixed
+      cell:           {choice: [rnn, lstm, gru]}  # optional: overrides model.cell
+      # task: classify only (these four are always in its space, at their defaults if omitted):
+      seq_len:        {choice: [64, 512]}     # examples padded and truncated to this many tokens
+      padding:        {choice: [pre, post]}   # where the zeros go
+      truncating:     pre                     # which end of a long example is cut
+      bidirectional:  {choice: [false, true]}
     budget:   {num_samples, max_epochs, max_concurrent, max_minutes}
     asha:     {grace_period, reduction_factor}
     searcher: {seed, n_startup_trials}
@@ -33,21 +44,40 @@ from typing import Any, Mapping
 
 import yaml
 
-from data_pipeline import DataSettings
+from data_pipeline import DataSettings, LabelledSettings
 
-# The searchable hyperparameters, their meaning, and the value used when the space omits one.
+# The searchable hyperparameters, their meaning, and the value used when the space omits one
+# (None: absent unless given).
 HYPERPARAMETERS: dict[str, tuple[str, Any]] = {
     "embedding_size": ("width of the token embedding, >= 1", 64),
     "hidden_size": ("units per recurrent layer, >= 1", 128),
     "num_layers": ("stacked recurrent layers, >= 1", 1),
     "dropout": ("dropout after each recurrent layer, in [0, 1)", 0.0),
     "learning_rate": ("Adam step size, > 0", 1e-3),
-    "batch_size": ("sentences per training batch, >= 1 (cut to what fits in memory)", 64),
+    "batch_size": ("examples per training batch, >= 1 (cut to what fits in memory)", 64),
     # Optional: searching the vocabulary cap re-tokenizes the corpus per value (cached).
     "vocab_size": ("vocabulary cap, <pad> <unk> <start> <end> included, >= 8", None),
+    "cell": ("recurrent cell, one of rnn, lstm, gru (overrides model.cell)", None),
+    # task: classify only; always in its space, at CLASSIFY_DEFAULTS when omitted.
+    "bidirectional": ("run each recurrent layer both ways, true or false", None),
+    "seq_len": ("time steps every example is padded or truncated to, >= 1", None),
+    "padding": ("where a short example's zeros go, pre or post", None),
+    "truncating": ("which end of a long example is cut, pre or post", None),
 }
-INTEGER_PARAMETERS = {"embedding_size", "hidden_size", "num_layers", "batch_size", "vocab_size"}
+INTEGER_PARAMETERS = {"embedding_size", "hidden_size", "num_layers", "batch_size", "vocab_size", "seq_len"}
+# Parameters that take one of a few values (a value, or {choice: [...]}), not numbers.
+CATEGORICAL: dict[str, tuple] = {"cell": ("rnn", "lstm", "gru"), "bidirectional": (False, True),
+                                 "padding": ("pre", "post"), "truncating": ("pre", "post")}
+CLASSIFY_DEFAULTS = {"bidirectional": False, "seq_len": 128, "padding": "pre", "truncating": "pre"}
 DISTRIBUTIONS = ("choice", "int", "logint", "uniform", "loguniform")
+
+TASKS = ("language_model", "classify")
+# Per task, the metrics a trial reports each epoch and their direction; the first is the default.
+METRICS: dict[str, dict[str, str]] = {
+    "language_model": {"val_loss": "min", "val_loss_padded": "min"},
+    "classify": {"val_loss": "min", "val_accuracy": "max"},
+}
+DATA_SECTIONS = {"language_model": DataSettings, "classify": LabelledSettings}
 
 
 class ConfigError(ValueError):
@@ -136,7 +166,10 @@ class SweepConfig:
 
     name: str = "sweep"
     output: str = "runs"
-    data: DataSettings = field(default_factory=DataSettings)
+    task: str = "language_model"  # language_model | classify
+    metric: str = "val_loss"  # one of METRICS[task]
+    mode: str = "min"  # its direction: min | max
+    data: DataSettings | LabelledSettings = field(default_factory=DataSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     space: dict[str, Param] = field(default_factory=dict)
     budget: Budget = field(default_factory=Budget)
@@ -150,6 +183,10 @@ class SweepConfig:
 
     def searched(self) -> list[str]:
         return [name for name, param in self.space.items() if param.kind != "fixed"]
+
+    def other_metrics(self) -> dict[str, str]:
+        """The task's other per-epoch metrics (name: mode), reported beside ``metric``."""
+        return {name: mode for name, mode in METRICS[self.task].items() if name != self.metric}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written to ``sweep.yaml``; ``parse_config`` reads it back."""
@@ -201,6 +238,10 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> SweepConfig:
         raise ConfigError(f"{source}: the top level must be a mapping of sections")
     top = {f.name for f in dataclasses.fields(SweepConfig)}
     _reject_unknown(raw, top, source, "")
+    task = _string(raw.get("task", "language_model"), source, "task")
+    if task not in TASKS:
+        raise ConfigError(f"{source}: task: {task!r} must be one of {', '.join(TASKS)}")
+    metric, mode = _metric_and_mode(raw, task, source)
 
     def section(name: str, cls: type) -> Any:
         values = raw.get(name) or {}
@@ -208,6 +249,9 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> SweepConfig:
             raise ConfigError(f"{source}: {name}: must be a mapping, got {values!r}")
         allowed = {f.name: f for f in dataclasses.fields(cls)}
         _reject_unknown(values, set(allowed), source, f"{name}.")
+        if name == "data" and "max_tokens" in values and task == "classify":
+            raise ConfigError(f"{source}: data.max_tokens: a classifier has no length filter; "
+                              "pad and truncate with space.seq_len instead")
         kwargs = {k: _coerce(v, allowed[k].default, source, f"{name}.{k}") for k, v in values.items()}
         try:
             return cls(**kwargs)
@@ -217,9 +261,12 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> SweepConfig:
     config = SweepConfig(
         name=_string(raw.get("name", "sweep"), source, "name"),
         output=_string(raw.get("output", "runs"), source, "output"),
-        data=section("data", DataSettings),
+        task=task,
+        metric=metric,
+        mode=mode,
+        data=section("data", DATA_SECTIONS[task]),
         model=section("model", ModelSettings),
-        space=_parse_space(raw.get("space") or {}, source),
+        space=_parse_space(raw.get("space") or {}, source, task),
         budget=section("budget", Budget),
         asha=section("asha", Asha),
         searcher=section("searcher", SearcherSettings),
@@ -229,14 +276,34 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> SweepConfig:
     return config
 
 
-def _parse_space(space: Any, source: str) -> dict[str, Param]:
+def _metric_and_mode(raw: Mapping[str, Any], task: str, source: str) -> tuple[str, str]:
+    """The metric (default: the task's first) and its mode (default: its direction; no other)."""
+    metrics = METRICS[task]
+    metric = _string(raw.get("metric", next(iter(metrics))), source, "metric")
+    if metric not in metrics:
+        raise ConfigError(f"{source}: metric: {metric!r} must be one of {', '.join(metrics)} for task {task}")
+    mode = _string(raw.get("mode", metrics[metric]), source, "mode")
+    if mode != metrics[metric]:
+        better = "lower" if metrics[metric] == "min" else "higher"
+        raise ConfigError(f"{source}: mode: {mode!r} must be {metrics[metric]!r} for {metric} ({better} is better)")
+    return metric, mode
+
+
+def _parse_space(space: Any, source: str, task: str = "language_model") -> dict[str, Param]:
     if not isinstance(space, Mapping):
         raise ConfigError(f"{source}: space: must be a mapping of hyperparameters")
     _reject_unknown(space, set(HYPERPARAMETERS), source, "space.")
     params = {}
     for name, (_, default) in HYPERPARAMETERS.items():  # a fixed order, whatever the file's
+        if name in CLASSIFY_DEFAULTS:
+            if task != "classify":
+                if name in space:
+                    raise ConfigError(f"{source}: space.{name}: applies to task: classify only "
+                                      f"(this sweep's task is {task})")
+                continue
+            default = CLASSIFY_DEFAULTS[name]
         if default is None and name not in space:
-            continue  # optional and absent: data.vocab_size applies
+            continue  # optional and absent: data.vocab_size, model.cell apply
         spec = space.get(name, default)
         params[name] = _parse_param(name, spec, source)
     return params
@@ -244,6 +311,8 @@ def _parse_space(space: Any, source: str) -> dict[str, Param]:
 
 def _parse_param(name: str, spec: Any, source: str) -> Param:
     key = f"space.{name}"
+    if name in CATEGORICAL:
+        return _parse_categorical(name, spec, source)
     if not isinstance(spec, Mapping):
         param = Param("fixed", (_number(spec, name, source, key),))
     else:
@@ -269,6 +338,27 @@ def _parse_param(name: str, spec: Any, source: str) -> Param:
     for value in param.values():
         _check_value(name, value, source, key)
     return param
+
+
+def _parse_categorical(name: str, spec: Any, source: str) -> Param:
+    """A parameter of a few values: ``lstm`` or ``{choice: [rnn, lstm]}``; each value one of its options."""
+    key, options = f"space.{name}", CATEGORICAL[name]
+    if isinstance(spec, Mapping):
+        if list(spec) != ["choice"] or not isinstance(spec["choice"], list) or not spec["choice"]:
+            raise ConfigError(f"{source}: {key}: expected one of {_options(options)} or "
+                              f"{{choice: [...]}} of them, got {dict(spec)!r}")
+        param = Param("choice", tuple(spec["choice"]))
+    else:
+        param = Param("fixed", (spec,))
+    for value in param.args:
+        # `True == 1` in Python: compare types too, so `bidirectional: 1` is refused.
+        if not any(type(value) is type(option) and value == option for option in options):
+            raise ConfigError(f"{source}: {key}: {value!r} is not one of {_options(options)}")
+    return param
+
+
+def _options(options: tuple) -> str:
+    return ", ".join(str(o).lower() if isinstance(o, bool) else str(o) for o in options)
 
 
 def _number(value: Any, name: str, source: str, key: str) -> Any:
@@ -332,9 +422,13 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
 
 
 def _coerce(value: Any, default: Any, source: str, key: str) -> Any:
-    """Check a section value against the type of its default: int, float or str."""
+    """Check a section value against the type of its default: int, float, str or a list of names."""
     if isinstance(default, str):
         return _string(value, source, key)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{source}: {key}: expected a list of names, got {value!r}")
+        return tuple(str(v) for v in value)
     number = _number(value, "", source, key)
     if type(default) is int:
         if number != int(number):
@@ -356,6 +450,6 @@ def _reject_unknown(values: Mapping, allowed: set[str], source: str, prefix: str
 
 
 def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
+    if dataclasses.is_dataclass(value):  # tuples as lists: YAML's safe dumper writes no tuple
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
     return value

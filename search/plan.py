@@ -18,7 +18,8 @@ import pandas as pd
 from search.config import Param, SweepConfig
 from search.resources import MiB, GiB, TrialSizer
 
-SIZE_PARAMETERS = ("embedding_size", "hidden_size", "num_layers", "batch_size", "vocab_size")
+SIZE_PARAMETERS = ("embedding_size", "hidden_size", "num_layers", "batch_size", "vocab_size", "seq_len",
+                   "bidirectional")  # max() of bidirectional: True, the bigger model
 
 
 def space_configs(config: SweepConfig, samples: int = 20, seed: int = 0) -> list[dict[str, Any]]:
@@ -48,8 +49,10 @@ def plan_table(configs: list[dict[str, Any]], sizer: TrialSizer) -> pd.DataFrame
     for config in configs:
         plan = sizer.plan(config)
         shape = sizer.model_config(config)
+        classifier = {"cell": shape["cell"], "bidir": shape["bidirectional"], "seq": shape["seq_len"]} \
+            if sizer.num_classes else {}
         rows.append({
-            "emb": shape["embedding_size"], "hidden": shape["hidden_size"], "layers": shape["num_layers"],
+            **classifier, "emb": shape["embedding_size"], "hidden": shape["hidden_size"], "layers": shape["num_layers"],
             "vocab": shape["vocab_size"], "batch": plan.batch_size_requested,
             "batch_used": plan.batch_size_used, "peak_mb": round(plan.predicted_peak_bytes / MiB),
             "budget_mb": round(plan.budget_bytes / MiB), "cpu": plan.cpu, "gpu": plan.gpu,
@@ -67,7 +70,9 @@ def describe_sizer(sizer: TrialSizer) -> str:
                 f"shares rounded up to 1/{sizer.gpu_share_grid}")
     else:
         what = f"CPU trials: {(sizer.trial_memory_bytes or sizer.host_budget_bytes) / GiB:.1f} GiB each"
-    return (f"{what}; {sizer.cpus_per_trial:g} CPU each, sentences of {sizer.seq_len} steps; "
+    steps = (f"a classifier of {sizer.num_classes} classes" if sizer.num_classes
+             else f"sentences of {sizer.seq_len} steps")
+    return (f"{what}; {sizer.cpus_per_trial:g} CPU each, {steps}; "
             f"batches planned within {1 - sizer.headroom:.0%} of a budget (headroom for the memory model's error)")
 
 

@@ -90,8 +90,10 @@ class TrialSizer:
 
     Args:
         vocab_size: the corpus vocabulary, for trials that do not search ``vocab_size``.
-        seq_len: time steps of the longest batch (``max_tokens - 1``).
-        cell, precision: as in the sweep's ``model`` section.
+        seq_len: time steps of the longest batch (``max_tokens - 1``), for trials that do not
+            set their own ``seq_len`` (a classifier's).
+        cell, precision: as in the sweep's ``model`` section (a trial's ``cell`` wins).
+        num_classes: 0 for the language model; a classifier's number of classes.
         cpus_per_trial: CPUs every trial reserves.
         gpus_per_trial: 0 for CPU trials; else the largest share of one GPU a trial may get.
         gpu_memory_bytes: memory of each GPU (GPU trials only).
@@ -119,6 +121,7 @@ class TrialSizer:
     seq_len: int
     cell: str = "lstm"
     precision: str = "float32"
+    num_classes: int = 0
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     gpu_memory_bytes: int = 0
@@ -148,15 +151,18 @@ class TrialSizer:
 
     def model_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """The memory model's view of a trial config (batch size left out)."""
-        return {
+        shape = {
             "vocab_size": int(config.get("vocab_size", self.vocab_size)),
             "embedding_size": int(config["embedding_size"]),
             "hidden_size": int(config["hidden_size"]),
             "num_layers": int(config.get("num_layers", 1)),
             "dropout": float(config.get("dropout", 0.0)),
-            "cell": self.cell,
-            "seq_len": self.seq_len,
+            "cell": str(config.get("cell", self.cell)),
+            "seq_len": int(config.get("seq_len", self.seq_len)),
         }
+        if self.num_classes:
+            shape.update(num_classes=self.num_classes, bidirectional=bool(config.get("bidirectional", False)))
+        return shape
 
     def plan(self, config: Mapping[str, Any]) -> TrialPlan:
         """The batch, predicted peak, budget and resources of the trial with ``config``."""
@@ -197,8 +203,9 @@ class TrialSizer:
         return resource_dict_to_pg_factory(self.plan(config).resources())
 
 
-def make_sizer(config, vocab_size: int, nodes: Sequence[NodeInfo]) -> TrialSizer:
-    """The :class:`TrialSizer` of a sweep (a ``SweepConfig``) on a cluster of ``nodes``.
+def make_sizer(config, vocab_size: int, nodes: Sequence[NodeInfo], num_classes: int = 0) -> TrialSizer:
+    """The :class:`TrialSizer` of a sweep (a ``SweepConfig``) on a cluster of ``nodes``; a
+    classifier's (``task: classify``) needs its ``num_classes``.
 
     A CPU trial's share of host memory is its CPUs' share of the Ray ``memory`` of the
     smallest node, less a process's baseline; GPU trials need the GPUs' memory, from the
@@ -218,8 +225,12 @@ def make_sizer(config, vocab_size: int, nodes: Sequence[NodeInfo]) -> TrialSizer
     if res.gpus_per_trial == 0 and res.trial_memory_gb == 0 and host_budget <= 0:
         raise ConfigError("resources.trial_memory_gb: the cluster's nodes report no memory to share "
                           "between trials: set a per-trial budget, e.g. trial_memory_gb: 4")
+    if config.task == "classify":  # each trial pads to its own seq_len; this is the longest
+        seq_len, num_classes = max(config.space["seq_len"].args), max(2, num_classes)
+    else:
+        seq_len, num_classes = config.data.max_tokens - 1, 0
     return TrialSizer(
-        vocab_size=vocab_size, seq_len=config.data.max_tokens - 1, cell=config.model.cell,
+        vocab_size=vocab_size, seq_len=int(seq_len), cell=config.model.cell, num_classes=num_classes,
         precision=config.model.precision, cpus_per_trial=res.cpus_per_trial,
         gpus_per_trial=res.gpus_per_trial, gpu_memory_bytes=gpu_memory, gpu_share_grid=res.gpu_share_grid,
         host_budget_bytes=host_budget, trial_memory_bytes=int(res.trial_memory_gb * GiB),

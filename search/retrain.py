@@ -3,9 +3,12 @@
 The flow, for a run folder made by ``lstm-sweep search``::
 
     best.json + sweep.yaml ──► the winner's config (dropout: the searched value, else 0.2)
-        ──► model.fit for up to `epochs`, early stopping on val_loss (patience)
-        ──► winner/best.keras (the lowest val_loss only), history.csv, loss.png
-        ──► winner/export/ (SavedModel, .keras, vocab.json, model_card.json)
+        ──► model.fit for up to `epochs`, early stopping on the sweep's metric (patience)
+        ──► winner/best.keras (the best epoch only), history.csv, loss.png
+        ──► winner/export/ (SavedModel, .keras, vocab.json, [labels.json,] model_card.json)
+
+The task (``search.tasks``) builds the model and its batches: a language model, or a
+classifier with the winner's ``seq_len`` and padding sides.
 
 As in the original notebooks, the search trains briefly and the winner is trained again for
 longer (10 epochs by default) with dropout on the full training split.
@@ -34,7 +37,7 @@ class Winner:
     trial_id: str
     params: dict[str, Any]
     batch_size: int  # the batch it trained with (cut to fit its memory budget)
-    sweep_val_loss: float
+    sweep_value: float  # its best value of the sweep's metric
     config: SweepConfig
 
 
@@ -50,8 +53,9 @@ def read_winner(run_dir: str | Path) -> Winner:
     summary = json.loads(best.read_text(encoding="utf-8"))
     params = dict(summary["params"])
     used = summary.get("extra", {}).get("batch_size_used") or params["batch_size"]
+    metric = summary.get("metric", "val_loss")
     return Winner(trial_id=summary["trial_id"], params=params, batch_size=int(used),
-                  sweep_val_loss=float(summary.get("best_val_loss", math.nan)),
+                  sweep_value=float(summary.get(f"best_{metric}", math.nan)),
                   config=load_config(run_dir / "sweep.yaml"))
 
 
@@ -59,10 +63,13 @@ def retrain(run_dir: str | Path, epochs: int = 10, patience: int = 3, dropout: f
             verbose: Any = "auto") -> dict[str, Path]:
     """Retrain the winner of ``run_dir`` and export it; return the paths written.
 
+    Early stopping and the kept checkpoint follow the sweep's ``metric`` and ``mode``
+    (``val_loss``, lowest, by default; a classifier may use ``val_accuracy``, highest).
+
     Args:
         run_dir: a run folder made by ``lstm-sweep search``.
         epochs: the most epochs to train; >= 1.
-        patience: epochs without a lower val_loss before stopping; >= 1.
+        patience: epochs without a better metric before stopping; >= 1.
         dropout: dropout after each recurrent layer; None for the searched value, or 0.2
             when the sweep did not search dropout.
         verbose: Keras' progress display (``"auto"``: a progress bar in a terminal).
@@ -85,55 +92,56 @@ def retrain(run_dir: str | Path, epochs: int = 10, patience: int = 3, dropout: f
 
     import keras
 
-    from data_pipeline import lm_dataset, prepare
-    from model import (build_language_model, compile_language_model, configure_threads, fit_language_model,
-                       set_seed)
+    from model import configure_threads, set_seed
     from results import atomic_write_csv
     from results.plots import plot_history
+    from search.tasks import get_task
 
+    task = get_task(config.task)
+    metric, mode = config.metric, config.mode
     out = Path(run_dir) / WINNER_DIR
     out.mkdir(exist_ok=True)
-    settings = _data_settings(config, winner.params)
-    prepared = prepare(settings)
+    settings = task.settings(config.data.__dict__, winner.params)
+    prepared = task.prepare(settings)
     configure_threads(max(1, int(config.resources.cpus_per_trial)))
     set_seed(config.searcher.seed)
-    model = build_language_model(
-        vocab_size=len(prepared.vocab), embedding_size=int(winner.params["embedding_size"]),
-        hidden_size=int(winner.params["hidden_size"]), num_layers=int(winner.params["num_layers"]),
-        dropout=dropout, cell=config.model.cell)
-    compile_language_model(model, float(winner.params["learning_rate"]))
-    print(f"retraining trial {winner.trial_id} (sweep val_loss {winner.sweep_val_loss:.4f}): "
+    model = task.build(prepared, winner.params, cell=config.model.cell, dropout=dropout)
+    print(f"retraining trial {winner.trial_id} (sweep {metric} {winner.sweep_value:.4f}): "
           f"{_describe(winner.params)}, dropout {dropout:g}, batch {winner.batch_size}, up to {epochs} epochs")
 
     best_file = out / "best.keras"
-    history = fit_language_model(
-        model, lm_dataset(prepared.train, winner.batch_size, shuffle=True, seed=config.searcher.seed, buckets=True),
-        lm_dataset(prepared.val, winner.batch_size, shuffle=False), epochs=epochs, verbose=verbose,
+    history = task.fit(
+        model, *task.datasets(prepared, winner.params, winner.batch_size, config.searcher.seed),
+        epochs=epochs, verbose=verbose,
         callbacks=[
-            # Only the epoch with the lowest val_loss is kept on disk.
-            keras.callbacks.ModelCheckpoint(best_file, monitor="val_loss", mode="min", save_best_only=True),
-            keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=patience),
+            # Only the epoch with the best metric is kept on disk.
+            keras.callbacks.ModelCheckpoint(best_file, monitor=metric, mode=mode, save_best_only=True),
+            keras.callbacks.EarlyStopping(monitor=metric, mode=mode, patience=patience),
         ])
     table = pd.DataFrame(history.history)
     table.insert(0, "epoch", range(1, len(table) + 1))
-    table = table[["epoch", "loss", "val_loss", "val_loss_padded", "seconds"]]
+    table = table[["epoch", *task.reported, "seconds"]]
     paths = {"best": best_file, "history": out / "history.csv", "plot": out / "loss.png"}
     atomic_write_csv(paths["history"], table)
-    plot_history(table, paths["plot"], title=f"winner {winner.trial_id}: {_describe(winner.params)}")
+    plot_history(table, paths["plot"], title=f"winner {winner.trial_id}: {_describe(winner.params)}",
+                 metric=metric, mode=mode)
 
-    best_epoch = int(table.val_loss.idxmin()) + 1
+    kept = int(table[metric].idxmin() if mode == "min" else table[metric].idxmax())
     card = {
         "trial_id": winner.trial_id,
         "config": {**winner.params, "dropout": dropout, "batch_size_used": winner.batch_size,
-                   "cell": config.model.cell, "vocab_size": len(prepared.vocab)},
-        "sweep_val_loss": winner.sweep_val_loss,
-        "best_val_loss": float(table.val_loss.min()),
-        "best_val_loss_padded": float(table.val_loss_padded[best_epoch - 1]),
-        "final_val_loss": float(table.val_loss.iloc[-1]),
-        "best_epoch": best_epoch,
+                   "cell": str(winner.params.get("cell", config.model.cell)), "vocab_size": len(prepared.vocab)},
+        "task": config.task,
+        "metric": metric,
+        "mode": mode,
+        f"sweep_{metric}": winner.sweep_value,
+        f"best_{metric}": float(table[metric][kept]),
+        # The task's other figures at the kept epoch: those of the exported model.
+        **{f"best_{name}": float(table[name][kept]) for name in task.metrics if name != metric},
+        f"final_{metric}": float(table[metric].iloc[-1]),
+        "best_epoch": kept + 1,
         "epochs": len(table),
-        "data": {**settings.__dict__, "fingerprint": prepared.fingerprint,
-                 "train_sentences": int(len(prepared.train)), "val_sentences": int(len(prepared.val))},
+        "data": {**_plain_settings(settings), "fingerprint": prepared.fingerprint, **task.card(prepared)},
     }
     (out / "card.json").write_text(json.dumps(card, indent=2))  # export reads it back
     paths["export"] = export(run_dir)
@@ -144,7 +152,7 @@ def export(run_dir: str | Path) -> Path:
     """Export ``run_dir``'s retrained winner to ``winner/export/``; return that folder."""
     import keras
 
-    from model.export import export_model
+    from search.tasks import get_task
 
     out = Path(run_dir) / WINNER_DIR
     for name in ("best.keras", "card.json"):
@@ -156,29 +164,30 @@ def export(run_dir: str | Path) -> Path:
     if len(vocab) != card["config"]["vocab_size"]:  # pragma: no cover - a corrupted folder
         raise ConfigError(f"{run_dir}: vocab.json has {len(vocab)} tokens, the model {card['config']['vocab_size']}")
     model = keras.models.load_model(out / "best.keras", safe_mode=True)
-    export_model(model, vocab, out / "export", card)
+    get_task(winner.config.task).export(model, vocab, out / "export", card)
     return out / "export"
 
 
 def _vocabulary(run_dir: Path, winner: Winner):
-    from data_pipeline import Vocabulary, prepare
+    from data_pipeline import Vocabulary
+    from search.tasks import get_task
 
+    task = get_task(winner.config.task)
     if "vocab_size" in winner.params:  # a searched vocabulary: the winner's own
-        return prepare(_data_settings(winner.config, winner.params)).vocab
+        return task.prepare(task.settings(winner.config.data.__dict__, winner.params)).vocab
     if (run_dir / "vocab.json").is_file():
         return Vocabulary.from_json(run_dir / "vocab.json")
-    return prepare(winner.config.data).vocab
+    return task.prepare(winner.config.data).vocab
 
 
-def _data_settings(config: SweepConfig, params: dict[str, Any]):
-    from data_pipeline import DataSettings
-
-    fields = dict(config.data.__dict__)
-    if "vocab_size" in params:
-        fields["vocab_size"] = int(params["vocab_size"])
-    return DataSettings(**fields)
+def _plain_settings(settings) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.__dict__.items()}
 
 
 def _describe(params: dict[str, Any]) -> str:
-    return (f"embedding {params['embedding_size']}, hidden {params['hidden_size']} x {params['num_layers']} "
+    text = (f"embedding {params['embedding_size']}, hidden {params['hidden_size']} x {params['num_layers']} "
             f"layer(s), lr {float(params['learning_rate']):.2e}")
+    if "seq_len" in params:  # a classifier
+        text = (f"{params.get('cell', '')}{' bidirectional' if params['bidirectional'] else ''} "
+                f"{text}, seq_len {params['seq_len']} ({params['padding']}-padded, {params['truncating']}-truncated)")
+    return text.strip()

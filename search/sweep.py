@@ -4,6 +4,10 @@ The flow, top to bottom::
 
     config ──► run folder + sweep.yaml ──► tokenize once (cache) ──► Ray (local or cluster)
            ──► Tuner(OptunaSearch + ASHAScheduler).fit() ──► trials.csv, curves.csv, val_loss.png
+
+Both tasks (``task: language_model`` and ``task: classify``, ``search.tasks``) run through the
+same Tuner; the sweep's ``metric`` and ``mode`` (``val_loss``/``min`` by default) are what the
+searcher, ASHA, the kept checkpoints and the winner follow.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ if TYPE_CHECKING:  # importing search.resources loads TensorFlow: not before a u
 log = logging.getLogger("lstm_sweep.search")
 
 EXPERIMENT_DIR = "ray"  # Ray Tune experiment, inside the run folder
-METRIC, MODE = "val_loss", "min"
+METRIC, MODE = "val_loss", "min"  # the default metric; a sweep's own is config.metric, config.mode
 LOCALHOST = "127.0.0.1"
 
 
@@ -38,6 +42,8 @@ class SweepOutcome:
     records: list  # list[results.TrialRecord]
     paths: dict[str, Path]
     interrupted: bool = False  # stopped by Ctrl-C or SIGTERM: `lstm-sweep search --resume run_dir` goes on
+    metric: str = METRIC  # what the trials were ranked by
+    mode: str = MODE
 
 
 def new_run_dir(config: SweepConfig, name: str | None = None) -> Path:
@@ -134,8 +140,8 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
         build_trainable(config, sizer, trial_options),
         param_space=config.param_space(),
         tune_config=tune.TuneConfig(
-            metric=METRIC,
-            mode=MODE,
+            metric=config.metric,
+            mode=config.mode,
             # Optuna needs something to search; with every value fixed, Tune's default
             # generator repeats the one config num_samples times (seeds aside, a repeatability check).
             search_alg=(make_searcher(run_dir, config.searcher.seed, config.searcher.n_startup_trials)
@@ -152,8 +158,8 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
             name=EXPERIMENT_DIR,
             storage_path=str(run_dir.resolve()),
             # Keep each trial's best checkpoint (Ray also keeps the latest, to resume from).
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC,
-                                                    checkpoint_score_order=MODE),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=config.metric,
+                                                    checkpoint_score_order=config.mode),
             # A trial whose process dies (killed, its node lost) starts again from its last
             # epoch's checkpoint, up to this many times.
             failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
@@ -187,26 +193,25 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         >>> outcome.paths["trials"]  # doctest: +SKIP
         PosixPath('runs/quick-20261122-101500/trials.csv')
     """
-    from data_pipeline import prepare
     from results import atomic_write_text
+    from search.tasks import get_task
 
-    prepared = prepare(config.data)  # a bad corpus fails here, before anything is written
+    task = get_task(config.task)
+    prepared = task.prepare(config.data)  # a bad corpus fails here, before anything is written
     from search.resources import make_sizer, ray_nodes  # loads TensorFlow
-    s = prepared.stats
-    print(f"data: {s['raw_lines']} lines, {s['kept']} kept at <= {config.data.max_tokens} tokens "
-          f"({s['dropped_too_long']} longer dropped), {s['train']} train / {s['val']} val, "
-          f"vocabulary {len(prepared.vocab)}")
+    print(task.describe(prepared, config.data))
 
     _start(address, num_cpus, num_gpus, dashboard_host)
-    sizer = make_sizer(config, len(prepared.vocab), ray_nodes())  # may refuse the config, still unwritten
+    # may refuse the config, still unwritten
+    sizer = make_sizer(config, len(prepared.vocab), ray_nodes(), num_classes=task.num_classes(prepared))
 
     run_dir = new_run_dir(config, name)
     print(f"run folder: {run_dir}")
     atomic_write_text(run_dir / "sweep.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    # The token ids every trial trained with; export and generation read them back. A
-    # searched vocab_size re-tokenizes per trial, and the winner's vocabulary is rebuilt
-    # from the same cache at retrain time.
-    prepared.vocab.to_json(run_dir / "vocab.json")
+    # The token ids (and class names) every trial trained with; export and generation read
+    # them back. A searched vocab_size re-tokenizes per trial, and the winner's vocabulary is
+    # rebuilt from the same cache at retrain time.
+    task.write_data_files(prepared, run_dir)
     tuner = build_tuner(config, run_dir, sizer, trial_options, callbacks)
     return _fit_and_write(tuner, config, run_dir)
 
@@ -227,8 +232,8 @@ def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int 
     """
     from ray import tune
 
-    from data_pipeline import prepare
     from search.config import ConfigError, load_config
+    from search.tasks import get_task
 
     run_dir = Path(run_dir)
     experiment = (run_dir / EXPERIMENT_DIR).resolve()
@@ -238,11 +243,12 @@ def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int 
         raise ConfigError(f"{run_dir}: nothing to resume (no sweep.yaml, or no Ray Tune state in "
                           f"{EXPERIMENT_DIR}/): pass a folder made by `lstm-sweep search`")
     config = load_config(run_dir / "sweep.yaml")
-    prepared = prepare(config.data)
+    task = get_task(config.task)
+    prepared = task.prepare(config.data)
     from search.resources import make_sizer, ray_nodes  # loads TensorFlow
 
     _start(address, num_cpus, num_gpus, dashboard_host)
-    sizer = make_sizer(config, len(prepared.vocab), ray_nodes())
+    sizer = make_sizer(config, len(prepared.vocab), ray_nodes(), num_classes=task.num_classes(prepared))
     print(f"resuming {run_dir}")
     tuner = tune.Tuner.restore(str(experiment), build_trainable(config, sizer, trial_options),
                                resume_unfinished=True, resume_errored=False)
@@ -309,7 +315,12 @@ def _write_results(run_dir: Path, config: SweepConfig, interrupted: bool = False
     """``trials.csv``, ``curves.csv``, the plot, ``best.json`` and ``report.html`` from ``run_dir/ray``."""
     from results import load_experiment, write_report, write_results
 
+    from search.tasks import get_task
+
     records = load_experiment(run_dir / EXPERIMENT_DIR, config.budget.max_epochs)
-    paths = write_results(run_dir, records, metric=METRIC, mode=MODE)
+    others = config.other_metrics()
+    paths = write_results(run_dir, records, metric=config.metric, mode=config.mode, others=others,
+                          also_plot=[name for name in get_task(config.task).plotted if name in others])
     paths["report"] = write_report(run_dir)
-    return SweepOutcome(run_dir=run_dir, records=records, paths=paths, interrupted=interrupted)
+    return SweepOutcome(run_dir=run_dir, records=records, paths=paths, interrupted=interrupted,
+                        metric=config.metric, mode=config.mode)

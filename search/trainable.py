@@ -5,9 +5,11 @@ Thin on purpose: it wires a config to ``data_pipeline`` and ``model`` and report
 1. Plan: the trial's batch is cut to what fits its memory budget (``search.resources``); a
    config that fits at no batch reports ``outcome: infeasible`` and ends before training.
 2. On a GPU, TensorFlow is capped at the trial's share of it.
-3. Each epoch it reports ``val_loss`` (what ASHA and the searcher read) with a checkpoint of
-   the whole Keras model (weights and optimizer state), so ASHA can stop it between epochs
-   and a trial whose worker died resumes where it was, not from epoch 0.
+3. Each epoch it reports its task's figures (``search.tasks``: ``val_loss`` and
+   ``val_loss_padded``, or ``val_loss`` and ``val_accuracy``; the sweep's ``metric`` is what
+   ASHA and the searcher read) with a checkpoint of the whole Keras model (weights and
+   optimizer state), so ASHA can stop it between epochs and a trial whose worker died
+   resumes where it was, not from epoch 0.
 4. Safety net: an out-of-memory error halves the batch, rebuilds the input pipeline and goes
    on from the last epoch's checkpoint, at most ``max_oom_retries`` times.
 """
@@ -17,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import shutil
 import tempfile
 import time
@@ -30,31 +31,33 @@ import ray
 import tensorflow as tf
 from ray import tune
 
-from data_pipeline import DataSettings, lm_dataset, prepare
-from model import (build_language_model, compile_language_model, configure_threads,
-                   fit_language_model, save_checkpoint, set_seed)
+from data_pipeline.dataset import BUILTIN
+from model import configure_threads, save_checkpoint, set_seed
 from model.devices import PeakMemory, configure_gpu
 from model.train import CHECKPOINT_DIR
 from search.resources import TrialSizer
+from search.tasks import get_task
 
 STATE_FILE = "state.json"  # epoch, batch size and OOM retries, beside the model
 OUT_OF_MEMORY = (tf.errors.ResourceExhaustedError, MemoryError)
 
 
 def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int, seed: int,
-                sizer: TrialSizer, cell: str = "lstm", precision: str = "float32",
+                sizer: TrialSizer, task: str = "language_model", cell: str = "lstm", precision: str = "float32",
                 max_oom_retries: int = 3, inject_oom_above: int = 0, inject_oom_from_epoch: int = 0) -> None:
     """Train one configuration; used as ``tune.with_parameters(train_trial, ...)``.
 
     Args:
         config: the trial's hyperparameters (``embedding_size``, ``hidden_size``,
             ``num_layers``, ``dropout``, ``learning_rate``, ``batch_size``, maybe
-            ``vocab_size``), from Tune.
-        data: ``DataSettings`` fields; the tokenized arrays come from the node's cache.
+            ``vocab_size`` and ``cell``; a classifier's ``seq_len``, ``padding``,
+            ``truncating``, ``bidirectional``), from Tune.
+        data: the data settings' fields; the tokenized arrays come from the node's cache.
         max_epochs: the last epoch, when ASHA lets the trial run to the end.
         seed: seeds weights and shuffling, so the same config trains the same way.
         sizer: plans the trial's batch and memory (the same object Ray sized it with).
-        cell: the recurrent cell (``lstm``, ``gru``, ``rnn``).
+        task: ``language_model`` or ``classify`` (``search.tasks``).
+        cell: the recurrent cell (``lstm``, ``gru``, ``rnn``) unless the trial searches it.
         precision: ``float32``, or ``mixed_float16`` on a GPU.
         max_oom_retries: out-of-memory errors survived by halving the batch.
         inject_oom_above, inject_oom_from_epoch: tests only: raise an out-of-memory error in
@@ -63,10 +66,11 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
     """
     entered = time.time()
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint is noise
+    job = get_task(task)
     plan = sizer.plan(config)
     if not plan.feasible:
-        # The searcher reads an infinite loss as "do not come back here"; nothing is trained.
-        tune.report({**plan.metrics(), "epoch": 0, "val_loss": math.inf, "oom_retries": 0,
+        # The searcher reads a worst value as "do not come back here"; nothing is trained.
+        tune.report({**plan.metrics(), "epoch": 0, **job.worst(), "oom_retries": 0,
                      "outcome": "infeasible", "reason": plan.reason, "node": _node()})
         return
 
@@ -75,8 +79,7 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
     if precision == "mixed_float16" and on_gpu:
         keras.mixed_precision.set_global_policy("mixed_float16")
     set_seed(seed)
-    settings = DataSettings(**{**data, "vocab_size": int(config.get("vocab_size", data["vocab_size"]))})
-    prepared = prepare(settings)
+    prepared = job.prepare(job.settings(data, config))
     meter = PeakMemory()
 
     state = {"epoch": 0, "batch_size": plan.batch_size_used, "oom_retries": 0}
@@ -85,33 +88,20 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
     if checkpoint:
         with checkpoint.as_directory() as folder:
             model, state = _load(Path(folder))
-    reporter = _ReportToTune(plan, meter, state, started=entered)
+    reporter = _ReportToTune(plan, meter, state, started=entered, job=job)
     try:
         while state["epoch"] < max_epochs:
             if model is None:
                 built = time.perf_counter()
-                model = build_language_model(
-                    vocab_size=len(prepared.vocab),
-                    embedding_size=int(config["embedding_size"]),
-                    hidden_size=int(config["hidden_size"]),
-                    num_layers=int(config["num_layers"]),
-                    dropout=float(config["dropout"]),
-                    cell=cell,
-                )
-                compile_language_model(model, float(config["learning_rate"]))
+                model = job.build(prepared, config, cell=cell, dropout=float(config["dropout"]))
                 reporter.build_seconds += time.perf_counter() - built
             batch = state["batch_size"]
             callbacks = [reporter]
             if batch > inject_oom_above > 0:
                 callbacks.append(_InjectedOOM(inject_oom_above, inject_oom_from_epoch))
             try:
-                # Training batches of one sentence length: no padding is computed (2.1 times the
-                # real tokens per second at hidden 512 on the lyrics corpus, bench/throughput.py).
-                # Validation keeps batches padded to their longest sentence: val_loss_padded is
-                # defined on them.
-                fit_language_model(model, lm_dataset(prepared.train, batch, shuffle=True, seed=seed, buckets=True),
-                                   lm_dataset(prepared.val, batch, shuffle=False), epochs=max_epochs,
-                                   initial_epoch=state["epoch"], callbacks=callbacks)
+                job.fit(model, *job.datasets(prepared, config, batch, seed), epochs=max_epochs,
+                        initial_epoch=state["epoch"], callbacks=callbacks)
             except OUT_OF_MEMORY as e:
                 # Back to the last finished epoch, with half the batch.
                 state = {**reporter.state, "oom_retries": reporter.state["oom_retries"] + 1}
@@ -135,9 +125,9 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
 class _ReportToTune(keras.callbacks.Callback):
     """Report each epoch's figures to Tune, with a checkpoint of the whole model."""
 
-    def __init__(self, plan, meter: PeakMemory, state: dict[str, int], started: float):
+    def __init__(self, plan, meter: PeakMemory, state: dict[str, int], started: float, job):
         super().__init__()
-        self.plan, self.meter, self.state = plan, meter, dict(state)
+        self.plan, self.meter, self.state, self.job = plan, meter, dict(state), job
         self.node = _node()
         self.started = started  # when this process entered train_trial
         self.process_started = psutil.Process().create_time()  # when this worker process started
@@ -156,9 +146,7 @@ class _ReportToTune(keras.callbacks.Callback):
         self._last = {
             **self.plan.metrics(),
             "epoch": epoch + 1,
-            "loss": float(logs["loss"]),
-            "val_loss": float(logs["val_loss"]),
-            "val_loss_padded": float(logs["val_loss_padded"]),
+            **{name: float(logs[name]) for name in self.job.reported},
             "epoch_seconds": float(logs["seconds"]),
             "batch_size_used": self.state["batch_size"],
             "oom_retries": self.state["oom_retries"],
@@ -182,7 +170,7 @@ class _ReportToTune(keras.callbacks.Callback):
 
     def last_metrics(self) -> dict[str, Any]:
         """The last epoch's report, or the plan's figures when no epoch finished."""
-        return self._last or {**self.plan.metrics(), "epoch": 0, "val_loss": math.inf, "node": self.node}
+        return self._last or {**self.plan.metrics(), "epoch": 0, **self.job.worst(), "node": self.node}
 
     def close(self) -> None:
         if self.folder:
@@ -228,11 +216,23 @@ def _node() -> str:
 def trial_arguments(config, sizer: TrialSizer) -> dict[str, Any]:
     """The fixed keyword arguments of :func:`train_trial` for a ``SweepConfig``."""
     return {
-        "data": dataclasses.asdict(config.data),
+        "data": _absolute_path(dataclasses.asdict(config.data)),
         "max_epochs": config.budget.max_epochs,
         "seed": config.searcher.seed,
         "sizer": sizer,
+        "task": config.task,
         "cell": config.model.cell,
         "precision": config.model.precision,
         "max_oom_retries": config.resources.max_oom_retries,
     }
+
+
+def _absolute_path(data: dict[str, Any]) -> dict[str, Any]:
+    """The data settings with a relative ``path`` made absolute, on the driver: Ray Tune runs
+    each trial in its own folder (it changes the worker's directory to the trial's), where
+    ``artists.csv`` or ``data/lyrics`` would not be found. The cache fingerprint leaves the path
+    out, so the trials still load the driver's tokenized arrays."""
+    path = data.get("path")
+    if not path or path == BUILTIN:
+        return data
+    return {**data, "path": str(Path(path).expanduser().absolute())}
