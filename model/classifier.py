@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model.lm import CELLS, _check_positive
+from model.lm import CELLS, check_recurrent_arguments
 
 
 def output_units(num_classes: int) -> int:
@@ -70,15 +70,8 @@ def build_classifier(
         >>> tuple(model(tf.zeros((2, 5), tf.int32)).shape)
         (2, 3)
     """
-    _check_positive(vocab_size=vocab_size, embedding_size=embedding_size, hidden_size=hidden_size,
-                    num_layers=num_layers)
+    check_recurrent_arguments(vocab_size, embedding_size, hidden_size, num_layers, dropout, cell)
     units = output_units(num_classes)
-    if vocab_size < 2:
-        raise ValueError(f"vocab_size={vocab_size} must be at least 2 (<pad> and <unk>)")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout={dropout} must be in [0, 1)")
-    if cell not in CELLS:
-        raise ValueError(f"cell={cell!r} must be one of {sorted(CELLS)}")
 
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, embedding_size, name="embedding")(tokens)

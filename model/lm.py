@@ -46,14 +46,7 @@ def build_language_model(
         >>> tuple(model(tf.zeros((2, 5), tf.int32)).shape)
         (2, 5, 100)
     """
-    _check_positive(vocab_size=vocab_size, embedding_size=embedding_size,
-                    hidden_size=hidden_size, num_layers=num_layers)
-    if vocab_size < 2:
-        raise ValueError(f"vocab_size={vocab_size} must be at least 2 (<pad> and <unk>)")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout={dropout} must be in [0, 1)")
-    if cell not in CELLS:
-        raise ValueError(f"cell={cell!r} must be one of {sorted(CELLS)}")
+    check_recurrent_arguments(vocab_size, embedding_size, hidden_size, num_layers, dropout, cell)
 
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, embedding_size, name="embedding")(tokens)
@@ -90,6 +83,19 @@ def token_cross_entropy_sums(targets: tf.Tensor, logits: tf.Tensor) -> tuple[tf.
     real = tf.cast(tf.not_equal(targets, 0), tf.float32)
     return (tf.reduce_sum(per_token * real), tf.reduce_sum(real),
             tf.cast(tf.size(targets), tf.float32))
+
+
+def check_recurrent_arguments(vocab_size: int, embedding_size: int, hidden_size: int, num_layers: int,
+                              dropout: float, cell: str) -> None:
+    """The checks every recurrent model builder makes (the language model, the classifier)."""
+    _check_positive(vocab_size=vocab_size, embedding_size=embedding_size,
+                    hidden_size=hidden_size, num_layers=num_layers)
+    if vocab_size < 2:
+        raise ValueError(f"vocab_size={vocab_size} must be at least 2 (<pad> and <unk>)")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout={dropout} must be in [0, 1)")
+    if cell not in CELLS:
+        raise ValueError(f"cell={cell!r} must be one of {sorted(CELLS)}")
 
 
 def _check_positive(**values: int) -> None:
