@@ -71,10 +71,7 @@ class DataSettings:
         check_int("builtin_lines", self.builtin_lines, 1, "lines of the synthetic corpus")
         for name in ("vocab_size", "max_tokens", "seed", "builtin_lines"):  # numpy ints -> int
             object.__setattr__(self, name, int(getattr(self, name)))
-        v = self.val_fraction
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
-            raise ValueError(f"val_fraction={v!r} must be a number strictly between 0 and 1")
-        object.__setattr__(self, "val_fraction", float(v))
+        object.__setattr__(self, "val_fraction", check_fraction("val_fraction", self.val_fraction))
 
 
 @dataclass
@@ -374,6 +371,13 @@ def save_npz(file: Path, **arrays: np.ndarray) -> None:
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
+
+
+def check_fraction(name: str, value: Any) -> float:
+    """``value`` as a float strictly between 0 and 1, else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{name}={value!r} must be a number strictly between 0 and 1")
+    return float(value)
 
 
 def check_int(name: str, value: Any, minimum: int, meaning: str) -> None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .corpus import corpus_files, decode_file
-from .dataset import BUILTIN, cache_folder, check_int, row_order, save_npz
+from .dataset import BUILTIN, cache_folder, check_fraction, check_int, row_order, save_npz
 from .synthetic import LABELLED_VERSION, THEMES, synthetic_labelled
 from .text import CorpusError, clean_document
 from .vocab import UNK_ID, Vocabulary
@@ -88,10 +88,7 @@ class LabelledSettings:
             raise ValueError(f"builtin_classes={self.builtin_classes} must be at most {len(THEMES)} (the themes)")
         for name in ("vocab_size", "seed", "builtin_examples", "builtin_classes"):
             object.__setattr__(self, name, int(getattr(self, name)))
-        v = self.val_fraction
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
-            raise ValueError(f"val_fraction={v!r} must be a number strictly between 0 and 1")
-        object.__setattr__(self, "val_fraction", float(v))
+        object.__setattr__(self, "val_fraction", check_fraction("val_fraction", self.val_fraction))
 
 
 @dataclass
