@@ -18,9 +18,10 @@ from results.records import TrialRecord
 HISTORY_COLUMNS = {"epoch": "epoch", "loss": "loss", "val_loss": "val_loss",
                    "val_loss_padded": "val_loss_padded", "epoch_seconds": "seconds",
                    "accuracy": "accuracy", "val_accuracy": "val_accuracy"}  # the last two: a classifier's
-# Per-trial figures of the memory model and the OOM safety net, from the trial's last report.
+# Per-trial figures of the memory model and the OOM safety net, and the metric's baseline
+# (search.trainable: what a model that ignores the context scores), from the trial's last report.
 MEMORY_COLUMNS = ("batch_size_requested", "batch_size_used", "predicted_peak_mb", "measured_peak_mb",
-                  "budget_mb", "gpu_share", "oom_retries")
+                  "budget_mb", "gpu_share", "oom_retries", "baseline")
 
 
 def load_experiment(experiment_dir: str | Path, max_epochs: int) -> list[TrialRecord]:

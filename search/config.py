@@ -25,7 +25,7 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
       truncating:     pre                     # which end of a long example is cut
       bidirectional:  {choice: [false, true]}
     budget:   {num_samples, max_epochs, max_concurrent, max_minutes}
-    asha:     {grace_period, reduction_factor}
+    asha:     {grace_period, reduction_factor, stop_at_baseline}
     searcher: {seed, n_startup_trials}
     resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid,
                 trial_memory_gb, min_batch_size, memory_headroom, max_oom_retries,
@@ -130,6 +130,9 @@ class Budget:
 class Asha:
     grace_period: int = 1  # epochs every trial gets before it can be stopped, 1..max_epochs
     reduction_factor: int = 2  # keep the best 1/reduction_factor at each rung, >= 2
+    # From the grace period on, stop a trial that is no better than its task's baseline (the
+    # unigram model; the class frequencies): it has learned nothing from the context yet.
+    stop_at_baseline: bool = True
 
 
 @dataclass(frozen=True)
@@ -422,7 +425,11 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
 
 
 def _coerce(value: Any, default: Any, source: str, key: str) -> Any:
-    """Check a section value against the type of its default: int, float, str or a list of names."""
+    """Check a section value against the type of its default: bool, int, float, str or a list of names."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key}: expected true or false, got {value!r}")
+        return value
     if isinstance(default, str):
         return _string(value, source, key)
     if isinstance(default, tuple):

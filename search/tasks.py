@@ -88,6 +88,14 @@ class LanguageModelTask:
 
         export_model(model, vocab, folder, card)
 
+    baseline_name = "the unigram model"  # what learned nothing from the context scores
+
+    def baseline(self, prepared) -> dict[str, float]:
+        """Each metric of a model that ignores the context (``data_pipeline.baselines``)."""
+        from data_pipeline.baselines import unigram_loss
+
+        return {"val_loss": unigram_loss(prepared.train, prepared.val)}
+
     def worst(self) -> dict[str, float]:
         """Each metric at its worst: what a trial that never trained reports (the searcher
         reads it as "do not come back here")."""
@@ -103,8 +111,15 @@ class ClassifyTask(LanguageModelTask):
     metrics = {"val_loss": "min", "val_accuracy": "max"}
     plotted = ("val_loss", "val_accuracy")
 
+    baseline_name = "the class frequencies"
+
     def prepare(self, settings):
         return prepare_labelled(settings)
+
+    def baseline(self, prepared) -> dict[str, float]:
+        from data_pipeline.baselines import prior_baselines
+
+        return prior_baselines(prepared.train_labels, prepared.val_labels)
 
     def num_classes(self, prepared) -> int:
         return len(prepared.labels)

@@ -10,7 +10,11 @@ Thin on purpose: it wires a config to ``data_pipeline`` and ``model`` and report
    ASHA and the searcher read) with a checkpoint of the whole Keras model (weights and
    optimizer state), so ASHA can stop it between epochs and a trial whose worker died
    resumes where it was, not from epoch 0.
-4. Safety net: an out-of-memory error halves the batch, rebuilds the input pipeline and goes
+4. From epoch ``baseline_after`` on (the ASHA grace period; ``asha.stop_at_baseline``), a trial
+   whose metric is no better than its task's baseline (``data_pipeline.baselines``: the unigram
+   model, the class frequencies) reports ``outcome: at_baseline`` and stops: it has learned
+   nothing from the context yet. Every report carries that ``baseline``.
+5. Safety net: an out-of-memory error halves the batch, rebuilds the input pipeline and goes
    on from the last epoch's checkpoint, at most ``max_oom_retries`` times.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 import tempfile
 import time
@@ -43,7 +48,8 @@ OUT_OF_MEMORY = (tf.errors.ResourceExhaustedError, MemoryError)
 
 
 def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int, seed: int,
-                sizer: TrialSizer, task: str = "language_model", cell: str = "lstm", precision: str = "float32",
+                sizer: TrialSizer, task: str = "language_model", metric: str = "val_loss", mode: str = "min",
+                baseline_after: int = 0, cell: str = "lstm", precision: str = "float32",
                 max_oom_retries: int = 3, inject_oom_above: int = 0, inject_oom_from_epoch: int = 0) -> None:
     """Train one configuration; used as ``tune.with_parameters(train_trial, ...)``.
 
@@ -57,6 +63,9 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
         seed: seeds weights and shuffling, so the same config trains the same way.
         sizer: plans the trial's batch and memory (the same object Ray sized it with).
         task: ``language_model`` or ``classify`` (``search.tasks``).
+        metric, mode: the sweep's metric and its direction.
+        baseline_after: from this epoch on, stop when ``metric`` is no better than the task's
+            baseline; 0: never.
         cell: the recurrent cell (``lstm``, ``gru``, ``rnn``) unless the trial searches it.
         precision: ``float32``, or ``mixed_float16`` on a GPU.
         max_oom_retries: out-of-memory errors survived by halving the batch.
@@ -88,7 +97,8 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
     if checkpoint:
         with checkpoint.as_directory() as folder:
             model, state = _load(Path(folder))
-    reporter = _ReportToTune(plan, meter, state, started=entered, job=job)
+    baseline = _Baseline(job, prepared, metric, mode, baseline_after)
+    reporter = _ReportToTune(plan, meter, state, started=entered, job=job, baseline=baseline)
     try:
         while state["epoch"] < max_epochs:
             if model is None:
@@ -118,6 +128,8 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
                     set_seed(seed)  # no epoch finished yet: the same initial weights as the first try
             else:
                 state = reporter.state
+                if reporter.at_baseline:
+                    break
     finally:
         reporter.close()
 
@@ -125,9 +137,10 @@ def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int
 class _ReportToTune(keras.callbacks.Callback):
     """Report each epoch's figures to Tune, with a checkpoint of the whole model."""
 
-    def __init__(self, plan, meter: PeakMemory, state: dict[str, int], started: float, job):
+    def __init__(self, plan, meter: PeakMemory, state: dict[str, int], started: float, job, baseline: "_Baseline"):
         super().__init__()
-        self.plan, self.meter, self.state, self.job = plan, meter, dict(state), job
+        self.plan, self.meter, self.state, self.job, self.baseline = plan, meter, dict(state), job, baseline
+        self.at_baseline = False  # stopped: no better than the baseline after the grace period
         self.node = _node()
         self.started = started  # when this process entered train_trial
         self.process_started = psutil.Process().create_time()  # when this worker process started
@@ -159,7 +172,12 @@ class _ReportToTune(keras.callbacks.Callback):
             "process_started_at": self.process_started,
             "first_step_at": self.first_step_at,
             "build_seconds": self.build_seconds,
+            "baseline": self.baseline.value,
         }
+        reason = self.baseline.verdict(epoch + 1, self._last)
+        if reason:
+            self._last.update(outcome="at_baseline", reason=reason)
+            self.at_baseline = self.model.stop_training = True
         folder = Path(tempfile.mkdtemp(prefix="lstm-sweep-ckpt-"))
         save_checkpoint(self.model, folder)  # unzipped: see save_checkpoint
         (folder / STATE_FILE).write_text(json.dumps(self.state))
@@ -176,6 +194,25 @@ class _ReportToTune(keras.callbacks.Callback):
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
+
+
+class _Baseline:
+    """The task's baseline of the sweep's metric, and whether a trial is still no better."""
+
+    def __init__(self, job, prepared, metric: str, mode: str, after: int):
+        self.metric, self.mode, self.after, self.name = metric, mode, after, job.baseline_name
+        self.value = job.baseline(prepared).get(metric, float("nan"))  # NaN: none for this metric
+
+    def verdict(self, epochs: int, report: dict[str, Any]) -> str:
+        """Why the trial stops after ``epochs`` epochs with ``report``; "" to go on."""
+        value = report.get(self.metric, float("nan"))
+        if not self.after or epochs < self.after or not math.isfinite(self.value) or not math.isfinite(value):
+            return ""  # a diverged (NaN) epoch is for ASHA and the searcher to judge
+        better = value < self.value if self.mode == "min" else value > self.value
+        if better:
+            return ""
+        return (f"{self.metric} {value:.4f} after {epochs} epoch{'s' * (epochs > 1)} is no better than "
+                f"{self.name} ({self.value:.4f})")
 
 
 class _InjectedOOM(keras.callbacks.Callback):
@@ -221,6 +258,9 @@ def trial_arguments(config, sizer: TrialSizer) -> dict[str, Any]:
         "seed": config.searcher.seed,
         "sizer": sizer,
         "task": config.task,
+        "metric": config.metric,
+        "mode": config.mode,
+        "baseline_after": config.asha.grace_period if config.asha.stop_at_baseline else 0,
         "cell": config.model.cell,
         "precision": config.model.precision,
         "max_oom_retries": config.resources.max_oom_retries,
