@@ -18,7 +18,7 @@ Every method searches the same task on the same machine for the same wall-clock 
   2. ``tune-random``: Ray Tune's defaults, random search (``BasicVariantGenerator``) and the
      FIFO scheduler, one CPU a trial (two at once);
   3. ``lstm-sweep``: ``search.sweep.run_sweep`` as a user runs it: Optuna TPE + ASHA with the
-     config defaults (``searcher.n_startup_trials``, ``asha.*``), the memory model sizing
+     config defaults (``searcher.n_startup_trials``, ``asha.*`` with the baseline stop), the memory model sizing
      each trial, ``budget.max_minutes`` set to what is left of the budget;
   4. ``keras-tuner``: Keras Tuner's ``Hyperband`` (factor 3) with a ``HyperModel``;
   5. ``optuna``: Optuna on its own: ``TPESampler`` + ``HyperbandPruner``, pruning through
@@ -47,6 +47,10 @@ started and finished so far), ``search_<date>_summary.csv`` (one row per method 
 ``search_<date>.png`` (best val_loss so far against wall time), and prints the table for
 BENCHMARKS.md: best val_loss at the end of the budget, time to reach the grid's final best
 (the same seed's grid), trials finished.
+
+Ablations: ``--set KEY=VALUE`` changes a config key of the ``lstm-sweep`` method only (e.g.
+``--set asha.stop_at_baseline=false``); give the variant its own ``--date`` folder and copy the
+other methods' ``<method>-seed<k>`` folders there to compare with ``--report``.
 
 Target (issue 6): lstm-sweep reaches the grid's final best in at most a third of the grid's
 time, and ends the budget with the lowest median best val_loss.
@@ -311,10 +315,21 @@ def sweep_config(args, folder: Path, n_train: int, n_val: int):
     })
 
 
+def _override(text: str) -> tuple[str, object]:
+    """``asha.stop_at_baseline=false`` -> ``("asha.stop_at_baseline", False)``: the value as YAML reads it."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise SystemExit(f"--set {text!r}: expected KEY=VALUE, e.g. searcher.n_startup_trials=2")
+    return key.strip(), yaml.safe_load(value)
+
+
 def run_lstm_sweep(prepared, args, events: Events) -> None:
     from search.sweep import run_sweep
 
-    config = sweep_config(args, args.folder, args.train, args.val)
+    config = sweep_config(args, args.folder, args.train, args.val).with_overrides(
+        **dict(_override(o) for o in args.set))
     # The trials' weights and batch order follow the searcher's seed (search.trainable).
     run_sweep(config, name="run", num_cpus=os.cpu_count(), callbacks=[tune_events(events)])
     events("end", "search")
@@ -326,7 +341,9 @@ def run_tune_random(prepared, args, events: Events) -> None:
     from search.resources import make_sizer, ray_nodes
     from search.sweep import build_trainable, start_ray
 
-    config = sweep_config(args, args.folder, args.train, args.val)
+    # The trainable alone: no early stopping of ours either (FIFO runs every trial to the end).
+    config = sweep_config(args, args.folder, args.train, args.val).with_overrides(
+        **{"asha.stop_at_baseline": False})
     start_ray(num_cpus=os.cpu_count(), include_dashboard=False)
     tuner = tune.Tuner(
         build_trainable(config, make_sizer(config, len(prepared.vocab), ray_nodes())),
@@ -377,7 +394,7 @@ def run_method(method: str, seed: int, args, folder: Path, out: Path) -> Path:
     events.write_text(json.dumps({"t": launched, "kind": "launch", "trial": "", "deadline": deadline}) + "\n")
     cmd = [sys.executable, __file__, "--child", method, "--seed", str(seed), "--deadline", repr(deadline),
            "--events", str(events), "--work", str(work), "--folder", str(folder), "--train", str(args.train),
-           "--val", str(args.val), "--max-epochs", str(args.max_epochs)]
+           "--val", str(args.val), "--max-epochs", str(args.max_epochs), *(f"--set={o}" for o in args.set)]
     with open(work / "output.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -519,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val", type=int, default=5_000, help="validation sentences (5000)")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     p.add_argument("--date", default=f"{datetime.date.today():%Y%m%d}", help="names the output files")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an ablation: a config key of the lstm-sweep method, e.g. asha.stop_at_baseline=false "
+                        "(repeatable; use its own --date)")
     # A method's own process (internal)
     p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)

@@ -31,7 +31,8 @@ def load_experiment(experiment_dir: str | Path, max_epochs: int) -> list[TrialRe
     A trial's status is ``infeasible`` when it reported that it fits in memory at no batch
     size (it never trained), ``failed`` when Ray recorded an error or the trial gave up after
     out-of-memory errors, ``completed`` when it reported ``max_epochs`` epochs, and
-    ``early_stopped`` when it ended sooner (ASHA stopped it).
+    ``early_stopped`` when it ended sooner (ASHA stopped it, or it was no better than its
+    baseline: ``asha.stop_at_baseline``).
 
     Example:
         >>> records = load_experiment("runs/quick-20261122-101500/ray", max_epochs=4)  # doctest: +SKIP

@@ -34,7 +34,7 @@ class TrialRecord:
 
     Args:
         trial_id: Ray Tune's id of the trial, unique within a sweep.
-        status: ``completed`` | ``early_stopped`` (ASHA stopped it) | ``failed`` (it raised, or
+        status: ``completed`` | ``early_stopped`` (ASHA, or the baseline rule, stopped it) | ``failed`` (it raised, or
             the sweep ended before it did) | ``infeasible`` (refused before training, e.g. it
             cannot fit in memory).
         params: the trial's hyperparameters, e.g. ``{"hidden_size": 64, "learning_rate": 3e-3}``.

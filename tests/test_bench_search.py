@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ["grid", "tune-random", "lstm-sweep", "keras-tuner", "optuna"]
@@ -22,7 +23,7 @@ def test_every_method_runs_under_its_budget_and_the_figures_are_written(tmp_path
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "search_efficiency.py"), "--budget-min", str(budget_min),
          "--methods", ",".join(METHODS), "--seeds", "1", "--data", "builtin", "--train", "1000", "--val", "250",
-         "--max-epochs", "2", "--out", str(tmp_path), "--date", "test"],
+         "--max-epochs", "2", "--out", str(tmp_path), "--date", "test", "--set", "searcher.n_startup_trials=1"],
         capture_output=True, text=True, timeout=600, env=os.environ | {"PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -35,6 +36,10 @@ def test_every_method_runs_under_its_budget_and_the_figures_are_written(tmp_path
         assert run.t_s.is_monotonic_increasing
         assert run.best_so_far.is_monotonic_decreasing
         assert run.best_so_far.iloc[-1] == pytest.approx(run.val_loss.min())
+
+    # --set reaches lstm-sweep's config (an ablation), and only it.
+    ran = yaml.safe_load((tmp_path / "search_test" / "lstm-sweep-seed0" / "run" / "sweep.yaml").read_text())
+    assert ran["searcher"]["n_startup_trials"] == 1 and ran["asha"]["stop_at_baseline"] is True
 
     summary = pd.read_csv(tmp_path / "search_test_summary.csv")
     assert sorted(summary.method) == sorted(METHODS)
