@@ -216,7 +216,26 @@ def lm_dataset(tokens: np.ndarray, batch_size: int, shuffle: bool = True, seed: 
             drop_remainder=drop_remainder, no_padding=True)
     else:
         ds = indices.batch(batch_size, drop_remainder=drop_remainder).map(lambda i: tf.gather(rows, i))
-    return ds.map(_shift_and_trim).prefetch(tf.data.AUTOTUNE)
+    # Declared, so Keras knows an epoch's steps from the first one: a progress bar with its end,
+    # and no "Your input ran out of data" warning when the first pass ends.
+    count = batch_count(array, batch_size, drop_remainder, buckets)
+    return ds.map(_shift_and_trim).apply(tf.data.experimental.assert_cardinality(count)).prefetch(tf.data.AUTOTUNE)
+
+
+def batch_count(tokens: np.ndarray, batch_size: int, drop_remainder: bool = False, buckets: bool = False) -> int:
+    """Batches in one pass of :func:`lm_dataset` over ``tokens``: the same every pass, since
+    shuffling changes which sentences share a batch, not how many sentences have each length.
+
+    Example:
+        >>> rows = np.array([[2, 5, 3], [2, 3, 0], [2, 6, 3]])  # lengths 3, 2, 3
+        >>> batch_count(rows, 2), batch_count(rows, 2, buckets=True), batch_count(rows, 2, True, True)
+        (2, 2, 1)
+    """
+    whole = np.floor if drop_remainder else np.ceil
+    if not buckets:
+        return int(whole(len(tokens) / batch_size))
+    _, per_length = np.unique(np.count_nonzero(tokens, axis=1), return_counts=True)
+    return int(whole(per_length / batch_size).sum())
 
 
 def row_order(n: int, shuffle: bool, seed: int) -> tf.data.Dataset:

@@ -348,6 +348,16 @@ def test_lm_dataset_buckets_hold_one_length_and_every_sentence_once(tmp_path):
     assert batches(3) == batches(3) != batches(4)  # seeded like the unbucketed order
 
 
+@pytest.mark.parametrize("buckets", [False, True])
+@pytest.mark.parametrize("batch_size, drop_remainder", [(1, False), (32, False), (32, True), (5000, False)])
+def test_lm_dataset_declares_the_batches_every_pass_yields(tmp_path, buckets, batch_size, drop_remainder):
+    # Keras reads the declared count as an epoch's steps: a wrong one would cut epochs short or fail.
+    data = prepare(DataSettings(builtin_lines=1500, max_tokens=15), cache_dir=tmp_path)
+    ds = lm_dataset(data.train, batch_size, shuffle=True, seed=1, drop_remainder=drop_remainder, buckets=buckets)
+    for _ in range(2):  # a second pass reshuffles: same count
+        assert sum(1 for _ in ds) == int(ds.cardinality()) > 0
+
+
 def test_lm_dataset_rejects_bad_arguments():
     rows = np.array([[2, 5, 3]])
     for bad in (0, -1, 2.0):
