@@ -255,7 +255,9 @@ def row_order(n: int, shuffle: bool, seed: int) -> tf.data.Dataset:
         return tf.data.Dataset.from_tensor_slices(
             tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key))
 
-    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(order)
+    # Declared: flat_map hides the count, and Keras reads it as an epoch's steps.
+    return (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(order)
+            .apply(tf.data.experimental.assert_cardinality(n)))
 
 
 def _shift_and_trim(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

@@ -358,6 +358,13 @@ def test_lm_dataset_declares_the_batches_every_pass_yields(tmp_path, buckets, ba
         assert sum(1 for _ in ds) == int(ds.cardinality()) > 0
 
 
+def test_classify_dataset_declares_its_batches():
+    from data_pipeline import classify_dataset
+
+    ds = classify_dataset(np.arange(70).reshape(35, 2), np.arange(35) % 2, batch_size=8, shuffle=True, seed=2)
+    assert int(ds.cardinality()) == sum(1 for _ in ds) == 5
+
+
 def test_lm_dataset_rejects_bad_arguments():
     rows = np.array([[2, 5, 3]])
     for bad in (0, -1, 2.0):
