@@ -19,7 +19,9 @@ METHODS = ["grid", "tune-random", "lstm-sweep", "keras-tuner", "optuna"]
 
 @pytest.mark.slow
 def test_every_method_runs_under_its_budget_and_the_figures_are_written(tmp_path):
-    budget_min = 0.4
+    # 36 s: a Ray-based method spends 12-19 s starting Ray and its first trial's worker, and must
+    # still report a first epoch inside its budget (24 s missed it by 0.3 s once in CI).
+    budget_min = 0.6
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "search_efficiency.py"), "--budget-min", str(budget_min),
          "--methods", ",".join(METHODS), "--seeds", "1", "--data", "builtin", "--train", "1000", "--val", "250",
