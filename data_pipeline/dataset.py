@@ -352,23 +352,33 @@ def cache_folder(cache_dir: str | Path | None) -> Path:
 
 
 def _load_cache(file: Path, fingerprint: str, max_tokens: int) -> PreparedData | None:
+    def read(npz) -> PreparedData:
+        train, val = npz["train"], npz["val"]
+        for name, array in (("train", train), ("val", val)):
+            if array.dtype != np.int32 or array.ndim != 2 or array.shape[1] != max_tokens:
+                raise ValueError(f"{name} is {array.dtype} {array.shape}")
+        return PreparedData(train=train, val=val, vocab=Vocabulary(npz["tokens"].tolist()), fingerprint=fingerprint,
+                            stats=json.loads(str(npz["stats"])))
+
+    return load_npz(file, fingerprint, read)
+
+
+def load_npz(file: Path, fingerprint: str, read):
+    """``read(npz)`` of the cache file ``file`` written for ``fingerprint``, with
+    ``stats["from_cache"]`` set; None when there is no such file, or it is another corpus's or
+    unreadable (a warning: it is rebuilt, never fatal)."""
     if not file.is_file():
         return None
     try:
         with np.load(file, allow_pickle=False) as npz:
             if str(npz["fingerprint"]) != fingerprint:
                 raise ValueError("it belongs to another corpus or settings")
-            train, val = npz["train"], npz["val"]
-            vocab = Vocabulary(npz["tokens"].tolist())
-            stats = json.loads(str(npz["stats"]))
-        for name, array in (("train", train), ("val", val)):
-            if array.dtype != np.int32 or array.ndim != 2 or array.shape[1] != max_tokens:
-                raise ValueError(f"{name} is {array.dtype} {array.shape}")
+            prepared = read(npz)
     except Exception as e:  # noqa: BLE001 -- any unreadable cache is rebuilt, never fatal
         log.warning("cache file %s is unreadable (%s): rebuilding it", file, e)
         return None
-    stats["from_cache"] = True
-    return PreparedData(train=train, val=val, vocab=vocab, fingerprint=fingerprint, stats=stats)
+    prepared.stats["from_cache"] = True
+    return prepared
 
 
 def _save_cache(file: Path, prepared: PreparedData) -> None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .corpus import corpus_files, decode_file
-from .dataset import BUILTIN, cache_folder, check_fraction, check_int, row_order, save_npz
+from .dataset import BUILTIN, cache_folder, check_fraction, check_int, load_npz, row_order, save_npz
 from .synthetic import LABELLED_VERSION, THEMES, synthetic_labelled
 from .text import CorpusError, clean_document
 from .vocab import UNK_ID, Vocabulary
@@ -403,22 +403,14 @@ def _fingerprint(settings: LabelledSettings, files: list[tuple[str, bytes, Path]
 
 
 def _load_cache(file: Path, fingerprint: str) -> LabelledData | None:
-    if not file.is_file():
-        return None
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            if str(npz["fingerprint"]) != fingerprint:
-                raise ValueError("it belongs to another corpus or settings")
-            splits = {name: np.split(npz[f"{name}_tokens"], npz[f"{name}_offsets"][1:-1]) for name in ("train", "val")}
-            prepared = LabelledData(train_ids=splits["train"], train_labels=npz["train_labels"],
-                                    val_ids=splits["val"], val_labels=npz["val_labels"],
-                                    vocab=Vocabulary(npz["tokens"].tolist()), labels=npz["labels"].tolist(),
-                                    fingerprint=fingerprint, stats=json.loads(str(npz["stats"])))
-    except Exception as e:  # noqa: BLE001 -- any unreadable cache is rebuilt, never fatal
-        log.warning("cache file %s is unreadable (%s): rebuilding it", file, e)
-        return None
-    prepared.stats["from_cache"] = True
-    return prepared
+    def read(npz) -> LabelledData:
+        splits = {name: np.split(npz[f"{name}_tokens"], npz[f"{name}_offsets"][1:-1]) for name in ("train", "val")}
+        return LabelledData(train_ids=splits["train"], train_labels=npz["train_labels"],
+                            val_ids=splits["val"], val_labels=npz["val_labels"],
+                            vocab=Vocabulary(npz["tokens"].tolist()), labels=npz["labels"].tolist(),
+                            fingerprint=fingerprint, stats=json.loads(str(npz["stats"])))
+
+    return load_npz(file, fingerprint, read)
 
 
 def _save_cache(file: Path, prepared: LabelledData) -> None:
