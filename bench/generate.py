@@ -27,14 +27,11 @@ import argparse
 import csv
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 RESULTS = REPO / "bench" / "results"
@@ -52,9 +49,9 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from data_pipeline import Vocabulary
-    from data_pipeline.vocab import END_ID
-    from model import build_language_model, configure_threads, generate, generate_by_rerunning_prefix, set_seed
+    from lstm_sweep.data_pipeline import Vocabulary
+    from lstm_sweep.data_pipeline.vocab import END_ID
+    from lstm_sweep.model import build_language_model, configure_threads, generate, generate_by_rerunning_prefix, set_seed
 
     if args.threads:
         configure_threads(args.threads)
@@ -112,8 +109,8 @@ def _stateful_python_loop(model, vocab, prompt, *, max_tokens, temperature, top_
     import numpy as np
     import tensorflow as tf
 
-    from data_pipeline.vocab import END_ID
-    from model.generation import (_detokenize, _pick, _pick_arguments, _state_sizes, _step_function, _until_end,
+    from lstm_sweep.data_pipeline.vocab import END_ID
+    from lstm_sweep.model.generation import (_detokenize, _pick, _pick_arguments, _state_sizes, _step_function, _until_end,
                                 encode_prompt)
 
     words, ids = encode_prompt(vocab, prompt)

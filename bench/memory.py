@@ -63,8 +63,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 RESULTS = REPO / "bench" / "results"
 MiB = 2**20
@@ -157,16 +155,16 @@ class RssSampler(threading.Thread):
 def measure(cfg: dict, threads: int, steps: int, epochs: int = 2) -> dict:
     """Train ``cfg`` as a trial does for ``epochs`` epochs of ``steps`` steps; its peak above the baseline."""
     rss_start = _rss()
-    from model.train import configure_threads  # imports TensorFlow
+    from lstm_sweep.model.train import configure_threads  # imports TensorFlow
 
     configure_threads(threads)
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from data_pipeline.dataset import lm_dataset
-    from model import build_language_model, compile_language_model, fit_language_model, save_checkpoint, set_seed
-    from model.devices import configure_gpu
+    from lstm_sweep.data_pipeline.dataset import lm_dataset
+    from lstm_sweep.model import build_language_model, compile_language_model, fit_language_model, save_checkpoint, set_seed
+    from lstm_sweep.model.devices import configure_gpu
 
     on_gpu = configure_gpu(None)
     rss_tf = _rss()
@@ -282,7 +280,7 @@ def _tf_memory(tf, device: str, reset_stats: bool = False) -> dict | None:
 # ------------------------------------------------------------------ parent: the grid
 
 def predict(row: dict) -> dict:
-    from model.memory import estimate_memory
+    from lstm_sweep.model.memory import estimate_memory
 
     est = estimate_memory({k: row[k] for k in ("vocab_size", "embedding_size", "hidden_size", "num_layers",
                                                "batch_size", "seq_len", "dropout")})
@@ -295,7 +293,7 @@ def predict(row: dict) -> dict:
 def run_child(cfg: dict, threads: int, steps: int, timeout: float, epochs: int = 2) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--measure", json.dumps(cfg),
            "--threads", str(threads), "--steps", str(steps), "--epochs", str(epochs)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env)
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -466,7 +464,7 @@ def fit(rows: list[dict], margin: float = 0.0) -> tuple[object, float, float]:
     """
     import numpy as np
 
-    from model.memory import CPU_CALIBRATION, estimate_memory
+    from lstm_sweep.model.memory import CPU_CALIBRATION, estimate_memory
 
     unit = CPU_CALIBRATION.replace(state_copies=1, logit_copies=0, workspace_bytes=0, workspace_share=0,
                                    layer_bytes=0)

@@ -37,7 +37,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1 only
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -52,7 +51,7 @@ BATCHES = [512, 1024]
 
 
 def sweep_config(out: Path, budget_gb: float, samples: int):
-    from search.config import parse_config
+    from lstm_sweep.search.config import parse_config
 
     return parse_config({
         "name": "memory-budget", "output": str(out),
@@ -94,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = p.parse_args(argv)
 
-    from data_pipeline import prepare
-    from search.resources import TrialSizer
-    from search.sweep import run_sweep
+    from lstm_sweep.data_pipeline import prepare
+    from lstm_sweep.search.resources import TrialSizer
+    from lstm_sweep.search.sweep import run_sweep
 
     budget = args.budget_gb * GiB
     config = sweep_config(Path(tempfile.mkdtemp(prefix="memory-budget-")), args.budget_gb, args.samples)

@@ -34,9 +34,9 @@ def measure(variant: str, rows: int, batch: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from data_pipeline import lm_dataset
-    from data_pipeline.dataset import _shift_and_trim
-    from model.devices import _current_rss_bytes, _high_water_mark_bytes, _reset_high_water_mark
+    from lstm_sweep.data_pipeline import lm_dataset
+    from lstm_sweep.data_pipeline.dataset import _shift_and_trim
+    from lstm_sweep.model.devices import _current_rss_bytes, _high_water_mark_bytes, _reset_high_water_mark
 
     array = np.random.default_rng(0).integers(4, 2000, size=(rows, 15)).astype(np.int32)
     next(iter(tf.data.Dataset.range(1)))  # tf.data's own start-up is not the pipeline's
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         print(json.dumps(measure(args.measure, args.rows, args.batch)))
         return 0
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     print(f"| pipeline | rows | peak above baseline MB | 1st pass s | 2nd pass s |\n|---|---:|---:|---:|---:|")
     for variant, label in VARIANTS.items():
         done = subprocess.run([sys.executable, __file__, "--measure", variant, "--rows", str(args.rows),

@@ -40,7 +40,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every node on 127.0.0.1
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -62,7 +61,7 @@ class TrialStarts(tune.Callback):
 
 
 def sweep_config(out: Path, trials: int, epochs: int, lines: int):
-    from search.config import parse_config
+    from lstm_sweep.search.config import parse_config
 
     return parse_config({
         "name": "scale", "output": str(out),
@@ -80,7 +79,7 @@ def run_on(nodes: int, cpus: int, config) -> tuple[pd.DataFrame, float]:
     import ray
     from ray.cluster_utils import Cluster
 
-    from search.sweep import run_sweep
+    from lstm_sweep.search.sweep import run_sweep
 
     # Each node's processes (its raylet, and the trial workers it starts, which inherit the
     # affinity) are pinned to cores of their own, as if they were separate machines; the

@@ -71,9 +71,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-# The methods' processes and their Ray workers import this checkout, whatever is installed.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every Ray process on 127.0.0.1
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -114,10 +111,10 @@ def write_subset(source: str, folder: Path, n_train: int, n_val: int, seed: int 
     ``n_train`` / ``n_val``."""
     import numpy as np
 
-    from data_pipeline.dataset import BUILTIN
-    from data_pipeline.corpus import corpus_files, decode_file
-    from data_pipeline.synthetic import synthetic_lines
-    from data_pipeline.text import clean_line
+    from lstm_sweep.data_pipeline.dataset import BUILTIN
+    from lstm_sweep.data_pipeline.corpus import corpus_files, decode_file
+    from lstm_sweep.data_pipeline.synthetic import synthetic_lines
+    from lstm_sweep.data_pipeline.text import clean_line
 
     if source == BUILTIN:
         raw = synthetic_lines(4 * (n_train + n_val), seed=0)
@@ -136,7 +133,7 @@ def write_subset(source: str, folder: Path, n_train: int, n_val: int, seed: int 
 
 
 def data_settings(folder: Path, n_train: int, n_val: int):
-    from data_pipeline import DataSettings
+    from lstm_sweep.data_pipeline import DataSettings
 
     return DataSettings(path=str(folder), vocab_size=VOCAB, max_tokens=MAX_TOKENS,
                         val_fraction=n_val / (n_train + n_val), seed=0)
@@ -176,7 +173,7 @@ def keras_callbacks(events: Events, trial: str, deadline: float):
 
 
 def build_and_compile(prepared, params: dict):
-    from model import build_language_model, compile_language_model
+    from lstm_sweep.model import build_language_model, compile_language_model
 
     model = build_language_model(vocab_size=len(prepared.vocab), embedding_size=int(params["embedding_size"]),
                                  hidden_size=int(params["hidden_size"]), num_layers=int(params["num_layers"]),
@@ -186,8 +183,8 @@ def build_and_compile(prepared, params: dict):
 
 def fit(model, prepared, batch_size: int, seed: int, epochs: int, callbacks, initial_epoch: int = 0):
     """A trial's training, as ``search.trainable`` does it."""
-    from data_pipeline import lm_dataset
-    from model import fit_language_model
+    from lstm_sweep.data_pipeline import lm_dataset
+    from lstm_sweep.model import fit_language_model
 
     return fit_language_model(model, lm_dataset(prepared.train, batch_size, shuffle=True, seed=seed, buckets=True),
                               lm_dataset(prepared.val, batch_size, shuffle=False), epochs=epochs,
@@ -197,7 +194,7 @@ def fit(model, prepared, batch_size: int, seed: int, epochs: int, callbacks, ini
 def run_grid(prepared, args, events: Events) -> None:
     import itertools
 
-    from model import configure_threads, set_seed
+    from lstm_sweep.model import configure_threads, set_seed
 
     configure_threads(os.cpu_count() or 1)
     for i, (emb, hidden) in enumerate(itertools.product(GRID["embedding_size"], GRID["hidden_size"])):
@@ -215,7 +212,7 @@ def run_keras_tuner(prepared, args, events: Events) -> None:
 
     import keras_tuner as kt
 
-    from model import configure_threads
+    from lstm_sweep.model import configure_threads
 
     configure_threads(os.cpu_count() or 1)
     fits = itertools.count()
@@ -250,7 +247,7 @@ def run_optuna(prepared, args, events: Events) -> None:
     import optuna
     from optuna_integration import KerasPruningCallback
 
-    from model import configure_threads, set_seed
+    from lstm_sweep.model import configure_threads, set_seed
 
     configure_threads(os.cpu_count() or 1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -301,7 +298,7 @@ def tune_events(events: Events):
 
 
 def sweep_config(args, folder: Path, n_train: int, n_val: int):
-    from search.config import parse_config
+    from lstm_sweep.search.config import parse_config
 
     settings = data_settings(folder, n_train, n_val)
     return parse_config({
@@ -326,7 +323,7 @@ def _override(text: str) -> tuple[str, object]:
 
 
 def run_lstm_sweep(prepared, args, events: Events) -> None:
-    from search.sweep import run_sweep
+    from lstm_sweep.search.sweep import run_sweep
 
     config = sweep_config(args, args.folder, args.train, args.val).with_overrides(
         **dict(_override(o) for o in args.set))
@@ -338,8 +335,8 @@ def run_lstm_sweep(prepared, args, events: Events) -> None:
 def run_tune_random(prepared, args, events: Events) -> None:
     from ray import tune
 
-    from search.resources import make_sizer, ray_nodes
-    from search.sweep import build_trainable, start_ray
+    from lstm_sweep.search.resources import make_sizer, ray_nodes
+    from lstm_sweep.search.sweep import build_trainable, start_ray
 
     # The trainable alone: no early stopping of ours either (FIFO runs every trial to the end).
     config = sweep_config(args, args.folder, args.train, args.val).with_overrides(
@@ -364,7 +361,7 @@ RUNNERS = {"grid": run_grid, "tune-random": run_tune_random, "lstm-sweep": run_l
 
 def child(args) -> int:
     """One method, in this process, until its deadline."""
-    from data_pipeline import prepare
+    from lstm_sweep.data_pipeline import prepare
 
     events = Events(args.events)
     prepared = prepare(data_settings(args.folder, args.train, args.val))  # from the cache the parent filled
@@ -552,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from data_pipeline import prepare
+    from lstm_sweep.data_pipeline import prepare
     from tables import markdown  # bench/tables.py, beside this file
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

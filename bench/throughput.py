@@ -40,7 +40,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 VARIANTS = ("notebook", "ours", "ours+buckets", "ours+xla", "ours+buckets+xla")
@@ -78,7 +77,7 @@ def matmul_peak_gflops(tf, n: int = 2048, repeats: int = 20) -> float:
 
 def batches_for(variant: str, rows, batch: int, count: int, tf):
     """``count`` batches of ``(source, target)`` as the variant trains on them, cached."""
-    from data_pipeline import lm_dataset
+    from lstm_sweep.data_pipeline import lm_dataset
 
     if variant == "notebook":
         ds = tf.data.Dataset.from_tensor_slices(rows).shuffle(len(rows), seed=0).batch(batch, drop_remainder=True)
@@ -89,7 +88,7 @@ def batches_for(variant: str, rows, batch: int, count: int, tf):
 
 
 def run_variant(variant: str, rows, vocab: int, args, tf, keras) -> dict:
-    from model import build_language_model, compile_language_model, set_seed
+    from lstm_sweep.model import build_language_model, compile_language_model, set_seed
 
     set_seed(0)
     ds = batches_for(variant, rows, args.batch, args.batches, tf)
@@ -143,14 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown variants {sorted(unknown)}; known: {', '.join(VARIANTS)}")
 
-    from model import configure_threads
+    from lstm_sweep.model import configure_threads
 
     configure_threads(args.threads)
     import keras
     import pandas as pd
     import tensorflow as tf
 
-    from data_pipeline import DataSettings, prepare
+    from lstm_sweep.data_pipeline import DataSettings, prepare
 
     data = args.data if args.data == "builtin" or Path(args.data).is_dir() else "builtin"
     if data != args.data:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from lstm_sweep.errors import CorpusError  # noqa: F401  (re-exported: data_pipeline.CorpusError)
+
 PAD = "<pad>"  # id 0: right padding, masked out of the loss
 UNK = "<unk>"  # id 1: any word outside the vocabulary
 START = "<start>"  # id 2: opens every sentence
@@ -27,20 +29,6 @@ END = "<end>"  # id 3: closes every sentence
 
 # The punctuation marks that survive cleaning, each as a token of its own.
 MARKS = "?.!,¿"
-
-
-class CorpusError(ValueError):
-    """A user error in the data: a missing folder, an empty corpus, settings that keep nothing.
-
-    The message is one line naming the path and what to do, so the command line can print it
-    as it is (exit status 2, no traceback).
-
-    Example:
-        >>> raise CorpusError("data folder /x does not exist: pass --data DIR with .txt files")
-        Traceback (most recent call last):
-        ...
-        data_pipeline.text.CorpusError: data folder /x does not exist: pass --data DIR with .txt files
-    """
 
 
 class _CleaningTable(dict):

@@ -1,11 +1,11 @@
 """Keras language models and sequence classifiers, their losses, and how they are trained."""
 
-from model.classifier import (build_classifier, class_probabilities, classify_texts, compile_classifier,
+from lstm_sweep.model.classifier import (build_classifier, class_probabilities, classify_texts, compile_classifier,
                               fit_classifier)
-from model.export import export_classifier, export_model, load_classifier_export, load_export
-from model.generation import encode_prompt, generate, generate_by_rerunning_prefix
-from model.lm import CELLS, build_language_model, masked_cross_entropy, token_cross_entropy_sums
-from model.train import (
+from lstm_sweep.model.export import export_classifier, export_model, load_classifier_export, load_export
+from lstm_sweep.model.generation import encode_prompt, generate, generate_by_rerunning_prefix
+from lstm_sweep.model.lm import CELLS, build_language_model, masked_cross_entropy, token_cross_entropy_sums
+from lstm_sweep.model.train import (
     ValidationMetrics,
     compile_language_model,
     configure_threads,

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from model.lm import CELLS, check_recurrent_arguments
+from lstm_sweep.model.lm import CELLS, check_recurrent_arguments
 
 
 def output_units(num_classes: int) -> int:
@@ -163,7 +163,7 @@ def classify_texts(model: keras.Model, vocab, texts: Sequence[str], seq_len: int
         >>> classify_texts(model, vocab, ["I love you"], seq_len=32)  # doctest: +SKIP
         array([[0.12, 0.88]], dtype=float32)
     """
-    from data_pipeline import CorpusError, clean_document, pad_to
+    from lstm_sweep.data_pipeline import CorpusError, clean_document, pad_to
 
     sequences = []
     for i, text in enumerate(texts, 1):

@@ -40,8 +40,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline.text import MARKS, CorpusError
-from data_pipeline.vocab import START_ID, UNK_ID, Vocabulary
+from lstm_sweep.data_pipeline.text import MARKS
+from lstm_sweep.data_pipeline.vocab import START_ID, UNK_ID, Vocabulary
+from lstm_sweep.errors import RunFolderError
 
 FILES = {"keras": "model.keras", "saved_model": "saved_model", "vocab": "vocab.json", "card": "model_card.json"}
 CLASSIFIER_FILES = {**FILES, "labels": "labels.json"}
@@ -125,8 +126,8 @@ def export_classifier(model: keras.Model, vocab: Vocabulary, labels: list[str], 
     Example:
         >>> export_classifier(model, vocab, ["neg", "pos"], "runs/a/winner/export", card, seq_len=64)  # doctest: +SKIP
     """
-    from data_pipeline.labelled import SIDES, labels_to_json
-    from model.classifier import output_units
+    from lstm_sweep.data_pipeline.labelled import SIDES, labels_to_json
+    from lstm_sweep.model.classifier import output_units
 
     if not isinstance(model, keras.Model) or not isinstance(vocab, Vocabulary):
         raise ValueError("model must be a keras.Model and vocab a data_pipeline.Vocabulary")
@@ -164,15 +165,15 @@ def load_classifier_export(folder: str | Path) -> tuple[keras.Model, Vocabulary,
     """Load ``(model, vocab, labels, card)`` from a folder written by :func:`export_classifier`.
 
     Raises:
-        CorpusError: the folder or a file is missing or unreadable, or it holds a language model.
+        RunFolderError: the folder or a file is missing or unreadable, or it holds a language model.
     """
-    from data_pipeline.labelled import labels_from_json
+    from lstm_sweep.data_pipeline.labelled import labels_from_json
 
     folder = Path(folder)
     model, vocab, card = load_export(folder, task="classify")
     labels = labels_from_json(folder / CLASSIFIER_FILES["labels"])
     if len(labels) < 2 or "preprocessing" not in card:
-        raise CorpusError(f"{folder}: labels.json or model_card.json is not a classifier's: {_export_hint(folder)}")
+        raise RunFolderError(f"{folder}: labels.json or model_card.json is not a classifier's: {_export_hint(folder)}")
     return model, vocab, labels, card
 
 
@@ -200,7 +201,7 @@ def load_export(folder: str | Path, task: str = "language_model") -> tuple[keras
     ``task="classify"`` expects a classifier's export instead (:func:`load_classifier_export`).
 
     Raises:
-        CorpusError: the folder or one of its files is missing or unreadable, or it holds the
+        RunFolderError: the folder or one of its files is missing or unreadable, or it holds the
             other task's model; the message names it and says what to do.
 
     Example:
@@ -213,23 +214,23 @@ def load_export(folder: str | Path, task: str = "language_model") -> tuple[keras
         if not path.is_file():
             what = "folder" if not folder.is_dir() else "file"
             missing = folder if what == "folder" else path
-            raise CorpusError(f"export {what} {missing} is missing: {again}")
+            raise RunFolderError(f"export {what} {missing} is missing: {again}")
     try:
         model = keras.models.load_model(folder / FILES["keras"], safe_mode=True)
         card = json.loads((folder / FILES["card"]).read_text(encoding="utf-8"))
     except (OSError, ValueError, TypeError, KeyError) as e:  # a torn or foreign file
-        raise CorpusError(f"cannot load the export in {folder}: {type(e).__name__}: {e}: {again}") from None
+        raise RunFolderError(f"cannot load the export in {folder}: {type(e).__name__}: {e}: {again}") from None
     vocab = Vocabulary.from_json(folder / FILES["vocab"])
     found = card.get("task", "language_model")
     if found != task:
         names = {"language_model": ("language model", "generate EXPORT_DIR --prompt TEXT"),
                  "classify": ("classifier", "predict EXPORT_DIR TEXT")}
-        raise CorpusError(f"{folder} holds a {names[found][0]}, not a {names[task][0]}: "
+        raise RunFolderError(f"{folder} holds a {names[found][0]}, not a {names[task][0]}: "
                           f"use `lstm-sweep {names[found][1]}`")
     if task == "classify":
         return model, vocab, card
     if model.output_shape[-1] != len(vocab):
-        raise CorpusError(f"{folder}: model.keras has {model.output_shape[-1]} logits, vocab.json "
+        raise RunFolderError(f"{folder}: model.keras has {model.output_shape[-1]} logits, vocab.json "
                           f"{len(vocab)} tokens: {again}")
     return model, vocab, card
 

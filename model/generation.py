@@ -43,8 +43,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from data_pipeline.text import END, MARKS, PAD, START, CorpusError, clean_line
-from data_pipeline.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocabulary
+from lstm_sweep.data_pipeline.text import END, MARKS, PAD, START, CorpusError, clean_line
+from lstm_sweep.data_pipeline.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocabulary
 
 _RECURRENT = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
 # Traced functions per model, dropped with the model.

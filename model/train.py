@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
-from model.lm import masked_cross_entropy, token_cross_entropy_sums
+from lstm_sweep.model.lm import masked_cross_entropy, token_cross_entropy_sums
 
 CHECKPOINT_DIR = "model"  # the Keras folder inside a checkpoint (see save_checkpoint)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from results.records import TrialRecord
+from lstm_sweep.results.records import TrialRecord
 
 # Columns of a trial's history, from what the trainable reports each epoch.
 HISTORY_COLUMNS = {"epoch": "epoch", "loss": "loss", "val_loss": "val_loss",

@@ -23,8 +23,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from results.records import TrialRecord, check_metric_mode, check_records, rank_records
-from results.tables import curves_table, trials_table
+from lstm_sweep.results.records import TrialRecord, check_metric_mode, check_records, rank_records
+from lstm_sweep.results.tables import curves_table, trials_table
 
 # 10 significant digits: Keras reports losses as float32, which 9 digits reproduce exactly, so
 # no loss changes on a round trip through curves.csv; float64 parameters (Optuna's learning
@@ -130,7 +130,7 @@ def write_results(run_dir: str | Path, records: Sequence[TrialRecord], metric: s
         {'embedding_size': 32, 'hidden_size': 64, ...}
     """
     # plots imports this module's writers, so it is imported here, not at the top.
-    from results.plots import plot_val_loss
+    from lstm_sweep.results.plots import plot_val_loss
 
     check_metric_mode(metric, mode)
     records = check_records(records)

@@ -18,11 +18,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from results.io import atomic_write_bytes
+from lstm_sweep.results.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
-from results.records import TrialRecord, epoch_numbers, metric_values, rank_records, status_counts
+from lstm_sweep.results.records import TrialRecord, epoch_numbers, metric_values, rank_records, status_counts
 
 # Legend prefixes for known hyperparameters: e32 h64 l1 d0.10 lr3e-3 b64. Any other parameter
 # is shown as name=value.

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from results.io import atomic_write_text
+from lstm_sweep.errors import RunFolderError
+from lstm_sweep.results.io import atomic_write_text
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
@@ -38,7 +39,7 @@ def write_report(run_dir: str | Path) -> Path:
     """
     run_dir = Path(run_dir)
     if not (run_dir / "trials.csv").is_file():
-        raise ValueError(f"{run_dir} has no trials.csv: run `lstm-sweep report {run_dir}` first")
+        raise RunFolderError(f"{run_dir} has no trials.csv: run `lstm-sweep report {run_dir}` first")
     trials = pd.read_csv(run_dir / "trials.csv")
     parts = [f"<h1>lstm-sweep run <code>{html.escape(run_dir.name)}</code></h1>", _summary(trials)]
 

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from results.records import (HISTORY_COLUMNS, TrialRecord, best_value, check_metric_mode, check_records, last_value,
+from lstm_sweep.results.records import (HISTORY_COLUMNS, TrialRecord, best_value, check_metric_mode, check_records, last_value,
                              rank_records, status_counts)
 
 # Header names for the leaderboard; a parameter not listed here keeps its own name.

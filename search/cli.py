@@ -27,12 +27,16 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from lstm_sweep import __version__
+from lstm_sweep.errors import ConfigError, UserError
+
 DEFAULT_CONFIG = "quick.yaml"  # in the `sweeps` package
 SAMPLE_PROMPT = "i love"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lstm-sweep", description="Hyperparameter sweeps for LSTM text models.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="the whole job: search, retrain the winner, export it, generate samples "
@@ -105,14 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                 "generate": _generate, "predict": _predict, "plan": _plan}
     try:
         return commands[args.command](args)
-    except ValueError as e:
-        from data_pipeline import CorpusError
-        from search.config import ConfigError
-
-        if isinstance(e, (ConfigError, CorpusError)):
-            print(f"lstm-sweep: error: {e}", file=sys.stderr)
-            return 2
-        raise
+    except UserError as e:
+        print(f"lstm-sweep: error: {e}", file=sys.stderr)
+        return 2
     except Interrupted as e:
         print(f"lstm-sweep: {e}", file=sys.stderr)
         return 130
@@ -127,13 +126,13 @@ def _run(args: argparse.Namespace) -> int:
     print()
     _retrain_and_export(args, run_dir)
     export_dir = run_dir / "winner" / "export"
-    from search.config import load_config
+    from lstm_sweep.search.config import load_config
 
     if load_config(run_dir / "sweep.yaml").task == "classify":
         return _finish_classify_run(run_dir, export_dir)
     lines = _samples(export_dir, args.prompt, num=3, seed=0)
     (run_dir / "winner" / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    from results import write_report
+    from lstm_sweep.results import write_report
 
     report = write_report(run_dir)
     print(f"\nsamples (temperature 0.8, top-k 40), continuing {args.prompt!r}:")
@@ -146,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _finish_classify_run(run_dir: Path, export_dir: Path) -> int:
     """What `run` shows of a classifier: its validation accuracy and a few predictions."""
-    from results import write_report
+    from lstm_sweep.results import write_report
 
     lines = _validation_predictions(run_dir, export_dir)
     (run_dir / "winner" / "predictions.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -164,11 +163,11 @@ def _validation_predictions(run_dir: Path, export_dir: Path, per_class: int = 2)
     class, then ``per_class`` examples of each class (cleaned, as the model read them)."""
     import numpy as np
 
-    from data_pipeline import pad_to
-    from model.classifier import class_probabilities
-    from model.export import load_classifier_export
-    from search.retrain import read_winner
-    from search.tasks import get_task
+    from lstm_sweep.data_pipeline import pad_to
+    from lstm_sweep.model.classifier import class_probabilities
+    from lstm_sweep.model.export import load_classifier_export
+    from lstm_sweep.search.retrain import read_winner
+    from lstm_sweep.search.tasks import get_task
 
     model, vocab, labels, card = load_classifier_export(export_dir)
     task, winner = get_task("classify"), read_winner(run_dir)
@@ -200,12 +199,10 @@ class Interrupted(Exception):
 
 
 def _sweep(args: argparse.Namespace) -> Path:
-    from results import format_leaderboard, trials_table
-    from search.sweep import resume_sweep, run_sweep
+    from lstm_sweep.results import format_leaderboard, trials_table
+    from lstm_sweep.search.sweep import resume_sweep, run_sweep
 
     if (args.address or "").startswith("ray://"):
-        from search.config import ConfigError
-
         # With Ray Client, Ray Tune runs its driver on the head, writing to paths of the head.
         raise ConfigError(f"--address {args.address}: Ray Client is not supported: run lstm-sweep on a node of the "
                           "cluster with --address auto (e.g. ray exec cluster.yaml 'lstm-sweep search ... --address auto')")
@@ -233,8 +230,6 @@ def _sweep(args: argparse.Namespace) -> Path:
 
 def _refuse_with_resume(args: argparse.Namespace) -> None:
     # A resumed sweep keeps the settings it started with (Ray Tune restores them).
-    from search.config import ConfigError
-
     given = [flag for flag, value in [("--config", args.config), ("--data", args.data), ("--samples", args.samples),
                                       ("--max-epochs", args.max_epochs), ("--max-concurrent", args.max_concurrent),
                                       ("--max-minutes", args.max_minutes),
@@ -246,7 +241,7 @@ def _refuse_with_resume(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from search.sweep import rebuild_results
+    from lstm_sweep.search.sweep import rebuild_results
 
     _print_paths(rebuild_results(args.run_dir).paths)
     return 0
@@ -259,8 +254,8 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _retrain_and_export(args: argparse.Namespace, run_dir: Path) -> None:
-    from results import write_report
-    from search.retrain import retrain
+    from lstm_sweep.results import write_report
+    from lstm_sweep.search.retrain import retrain
 
     paths = retrain(run_dir, epochs=args.epochs, patience=args.patience, dropout=args.dropout)
     paths["report"] = write_report(run_dir)
@@ -268,7 +263,7 @@ def _retrain_and_export(args: argparse.Namespace, run_dir: Path) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from search.retrain import export
+    from lstm_sweep.search.retrain import export
 
     print(f"  export: {export(args.run_dir)}")
     return 0
@@ -283,8 +278,6 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     """One line per text: the likeliest label, its probability, and the text."""
-    from search.config import ConfigError
-
     texts = list(args.texts)
     if args.file:
         try:
@@ -293,8 +286,8 @@ def _predict(args: argparse.Namespace) -> int:
             raise ConfigError(f"--file {args.file}: cannot read it ({type(e).__name__}: {e})") from None
     if not texts:
         raise ConfigError("predict: no text to classify: give texts as arguments, or --file with one text per line")
-    from model.classifier import classify_texts
-    from model.export import load_classifier_export
+    from lstm_sweep.model.classifier import classify_texts
+    from lstm_sweep.model.export import load_classifier_export
 
     model, vocab, labels, card = load_classifier_export(Path(args.export_dir))
     cut = card["preprocessing"]
@@ -307,14 +300,12 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _samples(export_dir: Path, prompt: str, num: int, seed: int | None, temperature: float = 0.8,
              top_k: int = 40, max_tokens: int = 20) -> list[str]:
-    from search.config import ConfigError
-
     for flag, value, ok in [("--temperature", temperature, temperature >= 0), ("--top-k", top_k, top_k >= 1),
                             ("--max-tokens", max_tokens, max_tokens >= 1), ("--num", num, num >= 1)]:
         if not ok:
             raise ConfigError(f"{flag} {value}: must be {'>= 0' if flag == '--temperature' else '>= 1'}")
-    from model.export import load_export
-    from model.generation import generate
+    from lstm_sweep.model.export import load_export
+    from lstm_sweep.model.generation import generate
 
     model, vocab, _ = load_export(export_dir)
     return generate(model, vocab, prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
@@ -322,9 +313,8 @@ def _samples(export_dir: Path, prompt: str, num: int, seed: int | None, temperat
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from search.config import ConfigError
-    from search.plan import describe_sizer, plan_table, space_configs
-    from search.resources import make_sizer, this_machine
+    from lstm_sweep.search.plan import describe_sizer, plan_table, space_configs
+    from lstm_sweep.search.resources import make_sizer, this_machine
 
     config = load_config_arg(args.config).with_overrides(**{
         "resources.trial_memory_gb": args.trial_memory, "resources.gpu_memory_gb": args.gpu_memory})
@@ -343,8 +333,6 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _check_retrain_flags(args: argparse.Namespace) -> None:
     # Before a sweep of minutes, not after it.
-    from search.config import ConfigError
-
     if args.epochs < 1 or args.patience < 1:
         raise ConfigError(f"--epochs {args.epochs} / --patience {args.patience}: both must be >= 1")
     if args.dropout is not None and not 0 <= args.dropout < 1:
@@ -358,15 +346,15 @@ def _print_paths(paths: dict[str, Path]) -> None:
 
 def load_config_arg(path: str | None):
     """The config at ``path``, or the packaged default."""
-    from search.config import load_config
+    from lstm_sweep.search.config import load_config
 
     return load_config(path) if path else _packaged_config()
 
 
 def _packaged_config():
-    from search.config import load_config
+    from lstm_sweep.search.config import load_config
 
-    with resources.as_file(resources.files("sweeps") / DEFAULT_CONFIG) as path:
+    with resources.as_file(resources.files("lstm_sweep.sweeps") / DEFAULT_CONFIG) as path:
         return load_config(path)
 
 

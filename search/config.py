@@ -44,7 +44,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from data_pipeline import DataSettings, LabelledSettings
+from lstm_sweep.data_pipeline import DataSettings, LabelledSettings
+from lstm_sweep.errors import ConfigError
 
 # The searchable hyperparameters, their meaning, and the value used when the space omits one
 # (None: absent unless given).
@@ -78,10 +79,6 @@ METRICS: dict[str, dict[str, str]] = {
     "classify": {"val_loss": "min", "val_accuracy": "max"},
 }
 DATA_SECTIONS = {"language_model": DataSettings, "classify": LabelledSettings}
-
-
-class ConfigError(ValueError):
-    """A sweep configuration the user must fix; the message names the file and the key."""
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search.config import Param, SweepConfig
-from search.resources import MiB, GiB, TrialSizer
+from lstm_sweep.search.config import Param, SweepConfig
+from lstm_sweep.search.resources import MiB, GiB, TrialSizer
 
 SIZE_PARAMETERS = ("embedding_size", "hidden_size", "num_layers", "batch_size", "vocab_size", "seq_len",
                    "bidirectional")  # max() of bidirectional: True, the bigger model

@@ -33,8 +33,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from model.devices import read_proc_bytes
-from model.memory import HEADROOM, PROCESS_BASELINE_BYTES, estimate_peak_bytes, largest_batch_that_fits
+from lstm_sweep.model.devices import read_proc_bytes
+from lstm_sweep.model.memory import HEADROOM, PROCESS_BASELINE_BYTES, estimate_peak_bytes, largest_batch_that_fits
 
 MiB, GiB = 2**20, 2**30
 # Ray gives its `memory` resource what is left of available memory after the object store
@@ -211,7 +211,7 @@ def make_sizer(config, vocab_size: int, nodes: Sequence[NodeInfo], num_classes: 
     smallest node, less a process's baseline; GPU trials need the GPUs' memory, from the
     config or from ``nvidia-smi`` on this machine.
     """
-    from search.config import ConfigError
+    from lstm_sweep.search.config import ConfigError
 
     res = config.resources
     gpu_memory = int(res.gpu_memory_gb * GiB)

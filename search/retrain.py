@@ -24,7 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from search.config import ConfigError, SweepConfig, load_config
+from lstm_sweep.errors import ConfigError, RunFolderError
+from lstm_sweep.search.config import SweepConfig, load_config
 
 WINNER_DIR = "winner"
 DEFAULT_DROPOUT = 0.2  # the notebooks' dropout for the final model when the sweep did not search it
@@ -45,10 +46,10 @@ def read_winner(run_dir: str | Path) -> Winner:
     """The best finished trial of the run in ``run_dir`` (from ``best.json`` and ``sweep.yaml``)."""
     run_dir = Path(run_dir)
     if not (run_dir / "sweep.yaml").is_file():
-        raise ConfigError(f"{run_dir}: not a run folder (no sweep.yaml): pass a folder made by `lstm-sweep search`")
+        raise RunFolderError(f"{run_dir}: not a run folder (no sweep.yaml): pass a folder made by `lstm-sweep search`")
     best = run_dir / "best.json"
     if not best.is_file():
-        raise ConfigError(f"{run_dir}: no trial finished an epoch (no best.json): nothing to retrain; "
+        raise RunFolderError(f"{run_dir}: no trial finished an epoch (no best.json): nothing to retrain; "
                           "see trials.csv for why, then run the sweep again")
     summary = json.loads(best.read_text(encoding="utf-8"))
     params = dict(summary["params"])
@@ -92,10 +93,10 @@ def retrain(run_dir: str | Path, epochs: int = 10, patience: int = 3, dropout: f
 
     import keras
 
-    from model import configure_threads, set_seed
-    from results import atomic_write_csv
-    from results.plots import plot_history
-    from search.tasks import get_task
+    from lstm_sweep.model import configure_threads, set_seed
+    from lstm_sweep.results import atomic_write_csv
+    from lstm_sweep.results.plots import plot_history
+    from lstm_sweep.search.tasks import get_task
 
     task = get_task(config.task)
     metric, mode = config.metric, config.mode
@@ -152,25 +153,25 @@ def export(run_dir: str | Path) -> Path:
     """Export ``run_dir``'s retrained winner to ``winner/export/``; return that folder."""
     import keras
 
-    from search.tasks import get_task
+    from lstm_sweep.search.tasks import get_task
 
     out = Path(run_dir) / WINNER_DIR
     for name in ("best.keras", "card.json"):
         if not (out / name).is_file():
-            raise ConfigError(f"{out / name} is missing: run `lstm-sweep retrain {run_dir}` first")
+            raise RunFolderError(f"{out / name} is missing: run `lstm-sweep retrain {run_dir}` first")
     card = json.loads((out / "card.json").read_text())
     winner = read_winner(run_dir)
     vocab = _vocabulary(Path(run_dir), winner)
     if len(vocab) != card["config"]["vocab_size"]:  # pragma: no cover - a corrupted folder
-        raise ConfigError(f"{run_dir}: vocab.json has {len(vocab)} tokens, the model {card['config']['vocab_size']}")
+        raise RunFolderError(f"{run_dir}: vocab.json has {len(vocab)} tokens, the model {card['config']['vocab_size']}")
     model = keras.models.load_model(out / "best.keras", safe_mode=True)
     get_task(winner.config.task).export(model, vocab, out / "export", card)
     return out / "export"
 
 
 def _vocabulary(run_dir: Path, winner: Winner):
-    from data_pipeline import Vocabulary
-    from search.tasks import get_task
+    from lstm_sweep.data_pipeline import Vocabulary
+    from lstm_sweep.search.tasks import get_task
 
     task = get_task(winner.config.task)
     if "vocab_size" in winner.params:  # a searched vocabulary: the winner's own

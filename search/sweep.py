@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from search.config import SweepConfig
+from lstm_sweep.errors import ConfigError, RunFolderError
+from lstm_sweep.search.config import SweepConfig
 
 if TYPE_CHECKING:  # importing search.resources loads TensorFlow: not before a user error is found
-    from search.resources import TrialSizer
+    from lstm_sweep.search.resources import TrialSizer
 
 log = logging.getLogger("lstm_sweep.search")
 
@@ -51,8 +52,6 @@ def new_run_dir(config: SweepConfig, name: str | None = None) -> Path:
 
     A named folder that already holds a run is refused rather than mixed with a new one.
     """
-    from search.config import ConfigError
-
     if name is None:
         name = f"{config.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     run_dir = Path(config.output) / name
@@ -115,7 +114,7 @@ def build_trainable(config: SweepConfig, sizer: TrialSizer, trial_options: dict[
     arguments, and resources that are a function of each trial's config (``sizer.placement``)."""
     from ray import tune
 
-    from search.trainable import train_trial, trial_arguments
+    from lstm_sweep.search.trainable import train_trial, trial_arguments
 
     return tune.with_resources(
         tune.with_parameters(train_trial, **trial_arguments(config, sizer), **(trial_options or {})),
@@ -134,7 +133,7 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    from search.searcher import make_searcher
+    from lstm_sweep.search.searcher import make_searcher
 
     return tune.Tuner(
         build_trainable(config, sizer, trial_options),
@@ -193,12 +192,12 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         >>> outcome.paths["trials"]  # doctest: +SKIP
         PosixPath('runs/quick-20261122-101500/trials.csv')
     """
-    from results import atomic_write_text
-    from search.tasks import get_task
+    from lstm_sweep.results import atomic_write_text
+    from lstm_sweep.search.tasks import get_task
 
     task = get_task(config.task)
     prepared = task.prepare(config.data)  # a bad corpus fails here, before anything is written
-    from search.resources import make_sizer, ray_nodes  # loads TensorFlow
+    from lstm_sweep.search.resources import make_sizer, ray_nodes  # loads TensorFlow
     print(task.describe(prepared, config.data))
 
     _start(address, num_cpus, num_gpus, dashboard_host)
@@ -232,20 +231,20 @@ def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int 
     """
     from ray import tune
 
-    from search.config import ConfigError, load_config
-    from search.tasks import get_task
+    from lstm_sweep.search.config import load_config
+    from lstm_sweep.search.tasks import get_task
 
     run_dir = Path(run_dir)
     experiment = (run_dir / EXPERIMENT_DIR).resolve()
     # Ray Tune's state is written a few seconds into a sweep; without it, Tune would quietly
     # start a new experiment of one trial instead.
     if not (run_dir / "sweep.yaml").is_file() or not list(experiment.glob("experiment_state-*.json")):
-        raise ConfigError(f"{run_dir}: nothing to resume (no sweep.yaml, or no Ray Tune state in "
+        raise RunFolderError(f"{run_dir}: nothing to resume (no sweep.yaml, or no Ray Tune state in "
                           f"{EXPERIMENT_DIR}/): pass a folder made by `lstm-sweep search`")
     config = load_config(run_dir / "sweep.yaml")
     task = get_task(config.task)
     prepared = task.prepare(config.data)
-    from search.resources import make_sizer, ray_nodes  # loads TensorFlow
+    from lstm_sweep.search.resources import make_sizer, ray_nodes  # loads TensorFlow
 
     _start(address, num_cpus, num_gpus, dashboard_host)
     sizer = make_sizer(config, len(prepared.vocab), ray_nodes(), num_classes=task.num_classes(prepared))
@@ -302,20 +301,20 @@ def _interrupted(results, num_samples: int) -> bool:
 
 def rebuild_results(run_dir: str | Path) -> SweepOutcome:
     """Re-read ``run_dir/ray`` and rewrite the tables and plot (``lstm-sweep report``)."""
-    from search.config import ConfigError, load_config
+    from lstm_sweep.search.config import load_config
 
     run_dir = Path(run_dir)
     if not (run_dir / EXPERIMENT_DIR).is_dir():
-        raise ConfigError(f"{run_dir}: no Ray Tune experiment in it ({EXPERIMENT_DIR}/ missing): "
+        raise RunFolderError(f"{run_dir}: no Ray Tune experiment in it ({EXPERIMENT_DIR}/ missing): "
                           "pass a folder made by `lstm-sweep search`")
     return _write_results(run_dir, load_config(run_dir / "sweep.yaml"))
 
 
 def _write_results(run_dir: Path, config: SweepConfig, interrupted: bool = False) -> SweepOutcome:
     """``trials.csv``, ``curves.csv``, the plot, ``best.json`` and ``report.html`` from ``run_dir/ray``."""
-    from results import load_experiment, write_report, write_results
+    from lstm_sweep.results import load_experiment, write_report, write_results
 
-    from search.tasks import get_task
+    from lstm_sweep.search.tasks import get_task
 
     records = load_experiment(run_dir / EXPERIMENT_DIR, config.budget.max_epochs)
     others = config.other_metrics()

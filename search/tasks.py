@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from data_pipeline import DataSettings, LabelledSettings, Vocabulary, labels_to_json, prepare, prepare_labelled
+from lstm_sweep.data_pipeline import DataSettings, LabelledSettings, Vocabulary, labels_to_json, prepare, prepare_labelled
 
 
 class LanguageModelTask:
@@ -52,7 +52,7 @@ class LanguageModelTask:
 
     def build(self, prepared, params: Mapping[str, Any], cell: str, dropout: float):
         """The compiled model of a trial's (or the winner's) hyperparameters."""
-        from model import build_language_model, compile_language_model
+        from lstm_sweep.model import build_language_model, compile_language_model
 
         model = build_language_model(vocab_size=len(prepared.vocab), embedding_size=int(params["embedding_size"]),
                                      hidden_size=int(params["hidden_size"]), num_layers=int(params["num_layers"]),
@@ -64,13 +64,13 @@ class LanguageModelTask:
         computed (2.1 times the real tokens per second at hidden 512 on the lyrics corpus,
         bench/throughput.py). Validation keeps batches padded to their longest sentence:
         ``val_loss_padded`` is defined on them."""
-        from data_pipeline import lm_dataset
+        from lstm_sweep.data_pipeline import lm_dataset
 
         return (lm_dataset(prepared.train, batch_size, shuffle=True, seed=seed, buckets=True),
                 lm_dataset(prepared.val, batch_size, shuffle=False))
 
     def fit(self, model, train, val, **kwargs):
-        from model import fit_language_model
+        from lstm_sweep.model import fit_language_model
 
         return fit_language_model(model, train, val, **kwargs)
 
@@ -84,7 +84,7 @@ class LanguageModelTask:
 
     def export(self, model, vocab: Vocabulary, folder: Path, card: dict[str, Any]) -> None:
         """Write the export folder of a retrained winner; ``card`` is ``winner/card.json``."""
-        from model.export import export_model
+        from lstm_sweep.model.export import export_model
 
         export_model(model, vocab, folder, card)
 
@@ -92,7 +92,7 @@ class LanguageModelTask:
 
     def baseline(self, prepared) -> dict[str, float]:
         """Each metric of a model that ignores the context (``data_pipeline.baselines``)."""
-        from data_pipeline.baselines import unigram_loss
+        from lstm_sweep.data_pipeline.baselines import unigram_loss
 
         return {"val_loss": unigram_loss(prepared.train, prepared.val)}
 
@@ -117,7 +117,7 @@ class ClassifyTask(LanguageModelTask):
         return prepare_labelled(settings)
 
     def baseline(self, prepared) -> dict[str, float]:
-        from data_pipeline.baselines import prior_baselines
+        from lstm_sweep.data_pipeline.baselines import prior_baselines
 
         return prior_baselines(prepared.train_labels, prepared.val_labels)
 
@@ -133,7 +133,7 @@ class ClassifyTask(LanguageModelTask):
                 f"class {100 * s['majority_share_val']:.1f}% of val")
 
     def build(self, prepared, params: Mapping[str, Any], cell: str, dropout: float):
-        from model.classifier import build_classifier, compile_classifier
+        from lstm_sweep.model.classifier import build_classifier, compile_classifier
 
         model = build_classifier(vocab_size=len(prepared.vocab), num_classes=len(prepared.labels),
                                  embedding_size=int(params["embedding_size"]), hidden_size=int(params["hidden_size"]),
@@ -144,13 +144,13 @@ class ClassifyTask(LanguageModelTask):
     def padded(self, prepared, params: Mapping[str, Any], split: str = "val"):
         """``split``'s ids padded and truncated as the trial's ``seq_len``, ``padding`` and
         ``truncating`` say."""
-        from data_pipeline import pad_to
+        from lstm_sweep.data_pipeline import pad_to
 
         return pad_to(getattr(prepared, f"{split}_ids"), int(params["seq_len"]), str(params["padding"]),
                       str(params["truncating"]))
 
     def datasets(self, prepared, params: Mapping[str, Any], batch_size: int, seed: int):
-        from data_pipeline import classify_dataset
+        from lstm_sweep.data_pipeline import classify_dataset
 
         return (classify_dataset(self.padded(prepared, params, "train"), prepared.train_labels, batch_size,
                                  shuffle=True, seed=seed),
@@ -158,7 +158,7 @@ class ClassifyTask(LanguageModelTask):
                                  shuffle=False))
 
     def fit(self, model, train, val, **kwargs):
-        from model.classifier import fit_classifier
+        from lstm_sweep.model.classifier import fit_classifier
 
         return fit_classifier(model, train, val, **kwargs)
 
@@ -172,7 +172,7 @@ class ClassifyTask(LanguageModelTask):
                 "val_examples": len(prepared.val_ids), "majority_share_val": prepared.stats["majority_share_val"]}
 
     def export(self, model, vocab: Vocabulary, folder: Path, card: dict[str, Any]) -> None:
-        from model.export import export_classifier
+        from lstm_sweep.model.export import export_classifier
 
         config = card["config"]
         export_classifier(model, vocab, card["data"]["labels"], folder, card, seq_len=int(config["seq_len"]),

@@ -36,12 +36,12 @@ import ray
 import tensorflow as tf
 from ray import tune
 
-from data_pipeline.dataset import BUILTIN
-from model import configure_threads, save_checkpoint, set_seed
-from model.devices import PeakMemory, configure_gpu
-from model.train import CHECKPOINT_DIR
-from search.resources import TrialSizer
-from search.tasks import get_task
+from lstm_sweep.data_pipeline.dataset import BUILTIN
+from lstm_sweep.model import configure_threads, save_checkpoint, set_seed
+from lstm_sweep.model.devices import PeakMemory, configure_gpu
+from lstm_sweep.model.train import CHECKPOINT_DIR
+from lstm_sweep.search.resources import TrialSizer
+from lstm_sweep.search.tasks import get_task
 
 STATE_FILE = "state.json"  # epoch, batch size and OOM retries, beside the model
 OUT_OF_MEMORY = (tf.errors.ResourceExhaustedError, MemoryError)

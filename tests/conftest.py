@@ -33,7 +33,7 @@ def local_ray():
     """One local Ray (2 CPUs, 1 fake GPU, 127.0.0.1) for the whole session: starting Ray costs seconds."""
     import ray
 
-    from search.sweep import start_ray
+    from lstm_sweep.search.sweep import start_ray
 
     # One fake GPU: Ray schedules GPU shares by its count; TensorFlow finds no GPU and trains
     # on the CPU. CPU-only sweeps ignore it.
@@ -50,7 +50,7 @@ def tiny_sweep():
     something to stop); ``space`` entries replace the defaults, ``sections`` add or replace
     whole config sections.
     """
-    from search.config import parse_config
+    from lstm_sweep.search.config import parse_config
 
     def make(out, samples=4, epochs=3, concurrent=2, space=None, **sections):
         return parse_config({

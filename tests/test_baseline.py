@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_pipeline import DataSettings, LabelledSettings, lm_dataset, prepare, prepare_labelled
-from data_pipeline.baselines import prior_baselines, unigram_loss
-from model import evaluate_language_model
-from search.config import ConfigError, parse_config
-from search.sweep import run_sweep
-from search.tasks import get_task
-from search.trainable import _Baseline
+from lstm_sweep.data_pipeline import DataSettings, LabelledSettings, lm_dataset, prepare, prepare_labelled
+from lstm_sweep.data_pipeline.baselines import prior_baselines, unigram_loss
+from lstm_sweep.model import evaluate_language_model
+from lstm_sweep.search.config import ConfigError, parse_config
+from lstm_sweep.search.sweep import run_sweep
+from lstm_sweep.search.tasks import get_task
+from lstm_sweep.search.trainable import _Baseline
 
 
 def test_the_unigram_loss_is_the_val_loss_of_a_model_that_predicts_training_frequencies():

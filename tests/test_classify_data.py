@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_pipeline import (CorpusError, LabelledSettings, clean_document, labels_from_json, labels_to_json, pad_to,
+from lstm_sweep.data_pipeline import (CorpusError, LabelledSettings, clean_document, labels_from_json, labels_to_json, pad_to,
                            prepare_labelled, synthetic_labelled)
-from search.config import ConfigError, parse_config
+from lstm_sweep.search.config import ConfigError, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
 ARTISTS = ("dickinson", "eminem")
@@ -134,7 +134,7 @@ def test_padding_and_truncation_sides(padding, truncating, expected):
 
 
 def test_the_task_pads_each_trial_to_its_own_length_and_side(tmp_path):
-    from search.tasks import get_task
+    from lstm_sweep.search.tasks import get_task
 
     data = prepare_labelled(LabelledSettings(builtin_examples=300), cache_dir=tmp_path)
     task = get_task("classify")
@@ -204,7 +204,7 @@ def test_bad_classify_config_names_the_key():
 
 
 def lstm_sweep(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "lstm_sweep", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env=os.environ | {"PYTHONPATH": str(REPO)})
 
 

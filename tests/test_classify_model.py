@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipeline import pad_to
-from model import build_classifier, class_probabilities, compile_classifier
-from model.export import _pad_in_tf
-from model.memory import count_parameters, estimate_memory, estimate_peak_bytes, largest_batch_that_fits
-from search.config import parse_config
-from search.resources import GiB, TrialSizer, make_sizer, NodeInfo
+from lstm_sweep.data_pipeline import pad_to
+from lstm_sweep.model import build_classifier, class_probabilities, compile_classifier
+from lstm_sweep.model.export import _pad_in_tf
+from lstm_sweep.model.memory import count_parameters, estimate_memory, estimate_peak_bytes, largest_batch_that_fits
+from lstm_sweep.search.config import parse_config
+from lstm_sweep.search.resources import GiB, TrialSizer, make_sizer, NodeInfo
 
 CLASSIFIER = dict(vocab_size=10000, embedding_size=64, hidden_size=128, num_layers=1, batch_size=64, seq_len=512,
                   num_classes=2)
@@ -48,7 +48,7 @@ def test_a_classifier_learns_a_token_that_decides_the_class():
     x = rng.integers(6, 30, size=(256, 8)).astype(np.int32)
     y = rng.integers(0, 2, size=256).astype(np.int32)
     x[y == 1, rng.integers(0, 8, size=int(y.sum()))] = 5
-    from model.train import set_seed
+    from lstm_sweep.model.train import set_seed
 
     set_seed(0)
     model = compile_classifier(build_classifier(30, 2, 8, 16), learning_rate=2e-2)
@@ -104,8 +104,8 @@ def test_the_saved_model_pads_as_training_does(padding, truncating):
 
 
 def test_the_packaged_classify_sweep_loads_and_plans(capsys):
-    from search.cli import main
-    from search.config import load_config
+    from lstm_sweep.search.cli import main
+    from lstm_sweep.search.config import load_config
 
     config = load_config("sweeps/classify.yaml")
     assert config.task == "classify" and config.metric == "val_loss" and config.data.label_column == "artist"
@@ -118,7 +118,7 @@ def test_the_packaged_classify_sweep_loads_and_plans(capsys):
 
 def test_trials_read_a_relative_data_path_from_the_drivers_folder(tmp_path, monkeypatch):
     # Ray Tune runs each trial in its own folder: `path: artists.csv` must reach it as absolute.
-    from search.trainable import trial_arguments
+    from lstm_sweep.search.trainable import trial_arguments
 
     monkeypatch.chdir(tmp_path)
     config = parse_config({"task": "classify", "data": {"path": "artists.csv"}})

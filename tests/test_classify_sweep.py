@@ -18,11 +18,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from data_pipeline import LabelledSettings, pad_to, prepare_labelled, synthetic_labelled
-from model import class_probabilities, classify_texts, load_classifier_export
-from search.cli import main
-from search.config import parse_config
-from search.sweep import run_sweep
+from lstm_sweep.data_pipeline import LabelledSettings, pad_to, prepare_labelled, synthetic_labelled
+from lstm_sweep.model import class_probabilities, classify_texts, load_classifier_export
+from lstm_sweep.search.cli import main
+from lstm_sweep.search.config import parse_config
+from lstm_sweep.search.sweep import run_sweep
 from test_classify_data import artist_lines, write_csv
 
 pytestmark = pytest.mark.slow

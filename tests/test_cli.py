@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def lstm_sweep(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "lstm_sweep", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300, env=os.environ | {"PYTHONPATH": str(REPO)})
 
 

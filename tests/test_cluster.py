@@ -93,7 +93,7 @@ def test_a_sweep_joins_a_two_node_cluster_and_the_dashboard_lists_its_trials(tmp
     config_file.write_text(yaml.safe_dump(config.to_dict()))
     log = tmp_path / "driver.log"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "search", "--config", str(config_file), "--name", "run",
+        [sys.executable, "-m", "lstm_sweep", "search", "--config", str(config_file), "--name", "run",
          "--address", address], cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
     # While the sweep runs: the dashboard answers on 127.0.0.1, refuses a request without the

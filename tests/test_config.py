@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from search.config import ConfigError, load_config, parse_config
+from lstm_sweep.search.config import ConfigError, load_config, parse_config
 
 QUICK = "sweeps/quick.yaml"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_pipeline import (END, PAD, START, UNK, CorpusError, DataSettings, PreparedData, Vocabulary,
+from lstm_sweep.data_pipeline import (END, PAD, START, UNK, CorpusError, DataSettings, PreparedData, Vocabulary,
                            clean_line, lm_dataset, prepare, read_lines, synthetic_lines)
 
 
@@ -359,7 +359,7 @@ def test_lm_dataset_declares_the_batches_every_pass_yields(tmp_path, buckets, ba
 
 
 def test_classify_dataset_declares_its_batches():
-    from data_pipeline import classify_dataset
+    from lstm_sweep.data_pipeline import classify_dataset
 
     ds = classify_dataset(np.arange(70).reshape(35, 2), np.arange(35) % 2, batch_size=8, shuffle=True, seed=2)
     assert int(ds.cardinality()) == sum(1 for _ in ds) == 5

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipeline import CorpusError, Vocabulary, clean_line, lm_dataset
-from data_pipeline.vocab import END_ID, UNK_ID
-from model import (build_language_model, compile_language_model, encode_prompt, export_model, generate,
+from lstm_sweep.data_pipeline import CorpusError, Vocabulary, clean_line, lm_dataset
+from lstm_sweep.errors import RunFolderError
+from lstm_sweep.data_pipeline.vocab import END_ID, UNK_ID
+from lstm_sweep.model import (build_language_model, compile_language_model, encode_prompt, export_model, generate,
                    generate_by_rerunning_prefix, load_export, set_seed)
-from model.export import _clean_in_tf
+from lstm_sweep.model.export import _clean_in_tf
 
 SENTENCES = ["I love you.", "You love me.", "Hold me tight.", "We dance all night.",
              "I miss you so.", "Hold on, baby!", "We love the night."]
@@ -154,12 +155,12 @@ def test_load_export_names_a_missing_file(exported, tmp_path, missing):
     folder = tmp_path / "winner" / "export"
     shutil.copytree(exported[0], folder)
     (folder / missing).unlink()
-    with pytest.raises(CorpusError, match=rf"{missing}.*lstm-sweep export {tmp_path}"):
+    with pytest.raises(RunFolderError, match=rf"{missing}.*lstm-sweep export {tmp_path}"):
         load_export(folder)
 
 
 def test_load_export_names_a_missing_folder(tmp_path):
-    with pytest.raises(CorpusError, match="nowhere.*lstm-sweep export"):
+    with pytest.raises(RunFolderError, match="nowhere.*lstm-sweep export"):
         load_export(tmp_path / "nowhere")
 
 

@@ -40,7 +40,7 @@ def write_config(tmp_path: Path, tiny_sweep, samples: int, epochs: int, lines: i
 
 def start_driver(*args: str, log: Path) -> subprocess.Popen:
     """``lstm-sweep`` in a new session (Ray's own processes follow it into that session)."""
-    return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=REPO, stdout=log.open("w"),
+    return subprocess.Popen([sys.executable, "-m", "lstm_sweep", *args], cwd=REPO, stdout=log.open("w"),
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 

@@ -6,11 +6,11 @@ import sys
 import pytest
 from conftest import REPO
 
-from model import build_language_model
-from model.memory import count_parameters, estimate_memory, estimate_peak_bytes, largest_batch_that_fits
-from search.config import parse_config
-from search.plan import plan_table, space_configs
-from search.resources import GiB, MiB, NodeInfo, TrialSizer, make_sizer
+from lstm_sweep.model import build_language_model
+from lstm_sweep.model.memory import count_parameters, estimate_memory, estimate_peak_bytes, largest_batch_that_fits
+from lstm_sweep.search.config import parse_config
+from lstm_sweep.search.plan import plan_table, space_configs
+from lstm_sweep.search.resources import GiB, MiB, NodeInfo, TrialSizer, make_sizer
 
 BASE = dict(vocab_size=7000, embedding_size=256, hidden_size=512, num_layers=1, batch_size=64, seq_len=14)
 
@@ -157,7 +157,7 @@ def test_plan_covers_the_grid_or_a_sample_with_the_largest_corner():
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "lstm_sweep", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_plan_command_shows_the_lyrics_sweep_without_training():

@@ -10,9 +10,9 @@ import itertools
 import pandas as pd
 import pytest
 
-from results import load_experiment
-from search.resources import GiB, TrialSizer
-from search.sweep import run_sweep
+from lstm_sweep.results import load_experiment
+from lstm_sweep.search.resources import GiB, TrialSizer
+from lstm_sweep.search.sweep import run_sweep
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model import (build_language_model, compile_language_model, evaluate_language_model,
+from lstm_sweep.model import (build_language_model, compile_language_model, evaluate_language_model,
                    masked_cross_entropy, set_seed)
 
 

@@ -10,9 +10,9 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from results import (TrialRecord, atomic_write_csv, atomic_write_json, atomic_write_text, best_trial, curves_table,
+from lstm_sweep.results import (TrialRecord, atomic_write_csv, atomic_write_json, atomic_write_text, best_trial, curves_table,
                      format_leaderboard, plot_val_loss, trials_table, write_results)
-from results.plots import format_params
+from lstm_sweep.results.plots import format_params
 
 PARAMS = {"embedding_size": 32, "hidden_size": 64, "num_layers": 1, "dropout": 0.1, "learning_rate": 0.0032,
           "batch_size": 64}

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from data_pipeline import lm_dataset, prepare
-from model import evaluate_language_model
-from search.cli import main
-from search.config import load_config
+from lstm_sweep.data_pipeline import lm_dataset, prepare
+from lstm_sweep.model import evaluate_language_model
+from lstm_sweep.search.cli import main
+from lstm_sweep.search.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ RUN_FILES = ["sweep.yaml", "vocab.json", "trials.csv", "curves.csv", "val_loss.p
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, local_ray):
     """One `lstm-sweep run` on the synthetic corpus: 3 trials, 2 epochs, a 4-epoch retrain."""
-    from search.config import parse_config
+    from lstm_sweep.search.config import parse_config
 
     out = tmp_path_factory.mktemp("runs")
     config = parse_config({

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from data_pipeline import Vocabulary, prepare
-from results import load_experiment, plot_val_loss
-from search.sweep import rebuild_results, run_sweep
+from lstm_sweep.data_pipeline import Vocabulary, prepare
+from lstm_sweep.results import load_experiment, plot_val_loss
+from lstm_sweep.search.sweep import rebuild_results, run_sweep
 
 pytestmark = pytest.mark.slow
 
