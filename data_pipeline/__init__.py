@@ -1,27 +1,29 @@
 """Corpora in, token arrays and ``tf.data`` pipelines out.
 
-The flow, top to bottom::
+The flow, top to bottom, and the module that does each step::
 
-    read_lines(folder) | synthetic_lines()   raw lines
-      -> clean_line                          "<start> words . <end>", or dropped
-      -> length filter (max_tokens)          too-long sentences dropped
-      -> seeded train/val split
-      -> Vocabulary.build(train)             ids: <pad> 0, <unk> 1, <start> 2, <end> 3, words
-      -> int32 arrays, cached on disk        prepare(DataSettings(...)) -> PreparedData
-      -> lm_dataset(arrays, batch_size)      (source, target) batches, target = source shifted
+    read_lines(folder) | synthetic_lines()   raw lines                     corpus, synthetic
+      -> clean_line                          "<start> words . <end>", or dropped        text
+      -> length filter (max_tokens)          too-long sentences dropped              dataset
+      -> seeded train/val split                                                      dataset
+      -> Vocabulary.build(train)             ids: <pad> 0, <unk> 1, <start> 2, <end> 3  vocab
+      -> int32 arrays, cached on disk        prepare(DataSettings(...)) -> PreparedData  dataset
+           fingerprint, load or build+save   one cache for both tasks                  cache
+      -> lm_dataset(arrays, batch_size)      (source, target), target = source shifted  batching
 
-Labelled text for classification (``data_pipeline.labelled``) takes the same steps with a CSV or
-a folder per class in, and ragged ids plus label ids out: :func:`prepare_labelled`, then per
-trial :func:`pad_to` a ``seq_len`` and :func:`classify_dataset`.
+Labelled text for classification (``labelled``) takes the same steps with a CSV or a folder
+per class in, and ragged ids plus label ids out: :func:`prepare_labelled` (cached by ``cache``
+too), then per trial :func:`pad_to` a ``seq_len`` and :func:`classify_dataset` (``batching``).
+The argument checks both share are ``checks``; the baselines a model must beat, ``baselines``.
 
-Only :func:`lm_dataset` needs TensorFlow, and imports it when called, so importing this package
-(to parse a config, to print an error) stays fast.
+Only ``batching`` needs TensorFlow or Keras, and imports them inside the functions that use
+them, so importing this package (to parse a config, to print an error) stays fast.
 """
 
+from .batching import classify_dataset, lm_dataset, pad_to
 from .corpus import read_lines
-from .dataset import DataSettings, PreparedData, lm_dataset, prepare
-from .labelled import (LabelledData, LabelledSettings, classify_dataset, labels_from_json, labels_to_json, pad_to,
-                       prepare_labelled)
+from .dataset import DataSettings, PreparedData, prepare
+from .labelled import LabelledData, LabelledSettings, labels_from_json, labels_to_json, prepare_labelled
 from .synthetic import synthetic_labelled, synthetic_lines
 from .text import END, PAD, START, UNK, CorpusError, clean_document, clean_line
 from .vocab import Vocabulary

@@ -1,40 +1,43 @@
-"""From a corpus to cached int32 arrays (:func:`prepare`), and from arrays to batches (:func:`lm_dataset`).
+"""From a corpus to cached int32 arrays: :func:`prepare` and its settings, for the language model.
+
+The flow, top to bottom::
+
+    DataSettings(path, vocab_size, max_tokens, val_fraction, seed)
+      -> corpus_files(path) | the built-in corpus     what the fingerprint hashes
+      -> load_or_build (data_pipeline.cache)          a cache hit, or:
+           _build: clean_line, length filter, seeded split, Vocabulary.build(train), _encode
+      -> PreparedData(train, val, vocab, fingerprint, stats)
 
 ``prepare`` is called once by the driver and once by every Ray trial, so its result is cached on
-disk under a fingerprint of the corpus bytes and the settings: the first call tokenizes, the
-others load a ``.npz`` in milliseconds. Two trials that build the same file at once cannot leave
-a torn file: each writes a temporary file in the cache folder and renames it into place.
+disk (``data_pipeline.cache``): the first call tokenizes, the others load a ``.npz`` in
+milliseconds. The batches for training come from ``data_pipeline.batching``
+(:func:`lm_dataset`), re-exported here with the cache and check helpers this module used to
+hold, so ``from lstm_sweep.data_pipeline.dataset import ...`` keeps working.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import numbers
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+# Re-exported: other packages import these from here (they lived in this module).
+from .batching import _shift_and_trim, batch_count, lm_dataset, row_order  # noqa: F401
+from .cache import cache_folder, fingerprint, load_npz, load_or_build, save_npz  # noqa: F401
+from .checks import check_fraction, check_int, check_path
 from .corpus import corpus_files, decode_file
-from .synthetic import CORPUS_VERSION, synthetic_lines
+from .synthetic import BUILTIN, BUILTIN_SEED, CORPUS_VERSION, synthetic_lines
 from .text import CorpusError, clean_line
 from .vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocabulary
 
-if TYPE_CHECKING:
-    import tensorflow as tf
-
 log = logging.getLogger("lstm_sweep.data")
 
-BUILTIN = "builtin"  # DataSettings.path naming the synthetic corpus (a folder named so: "./builtin")
 # Bump when cleaning, splitting, encoding or the file layout change: old cache files then miss.
 CACHE_FORMAT = 1
-_BUILTIN_SEED = 0  # the built-in corpus is one fixed data set; DataSettings.seed only splits it
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,7 @@ class DataSettings:
     builtin_lines: int = 20000  # lines of the synthetic corpus when path == "builtin"; >= 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.path, os.PathLike):
-            object.__setattr__(self, "path", os.fspath(self.path))
-        if not isinstance(self.path, str) or not self.path.strip():
-            raise ValueError(f"path={self.path!r} must be a folder, a file, or {BUILTIN!r}")
+        object.__setattr__(self, "path", check_path("path", self.path, f"a folder, a file, or {BUILTIN!r}"))
         check_int("vocab_size", self.vocab_size, 4, "the 4 special tokens included")
         check_int("max_tokens", self.max_tokens, 3, "<start>, one word, <end>")
         check_int("seed", self.seed, 0, "a seed for numpy")
@@ -137,21 +137,18 @@ def prepare(settings: DataSettings, cache_dir: str | Path | None = None) -> Prep
     if not isinstance(settings, DataSettings):
         raise ValueError(f"settings={settings!r} must be a DataSettings")
     started = time.perf_counter()
-    builtin = settings.path == BUILTIN
-    files = None if builtin else corpus_files(settings.path)
-    fingerprint = _fingerprint(settings, files)
-    cache_file = cache_folder(cache_dir) / f"{fingerprint[:16]}.npz"
+    files = None if settings.path == BUILTIN else corpus_files(settings.path)
+    key = _fingerprint(settings, files)
 
-    prepared = _load_cache(cache_file, fingerprint, settings.max_tokens)
-    if prepared is None:
-        if builtin:
-            raw = synthetic_lines(settings.builtin_lines, seed=_BUILTIN_SEED)
+    def build() -> PreparedData:
+        if files is None:
+            raw = synthetic_lines(settings.builtin_lines, seed=BUILTIN_SEED)
         else:
             raw = [line for _, data, file in files for line in decode_file(data, file).splitlines()]
-        prepared = _build(raw, settings, fingerprint)
-        prepared.stats["files"] = 0 if builtin else len(files)
-        _save_cache(cache_file, prepared)
-    prepared.stats["seconds"] = round(time.perf_counter() - started, 3)
+        return _build(raw, settings, key, files=0 if files is None else len(files))
+
+    prepared = load_or_build(cache_dir, key, build=build, to_arrays=_to_arrays, started=started,
+                             from_arrays=lambda npz, stats: _from_arrays(npz, stats, key, settings.max_tokens))
 
     s = prepared.stats
     log.info("data %s: %d lines, %d cleaned, %d kept at <= %d tokens (%d longer dropped), "
@@ -162,115 +159,9 @@ def prepare(settings: DataSettings, cache_dir: str | Path | None = None) -> Prep
     return prepared
 
 
-def lm_dataset(tokens: np.ndarray, batch_size: int, shuffle: bool = True, seed: int = 0,
-               drop_remainder: bool = False, buckets: bool = False) -> tf.data.Dataset:
-    """Batches of language-model pairs: predict each token from the ones before it.
-
-    For a row ``[<start>, w1, w2, <end>, 0, 0]`` the source is the row without its last id and
-    the target the row without its first: ``source[t]`` is followed by ``target[t]``. Each batch
-    is cut to its longest sentence (``max(length) - 1`` steps), so short sentences are padded
-    only as far as the batch needs. A target of 0 is padding, to be masked out of the loss.
-
-    The rows are kept in memory as one tensor; with ``shuffle`` they are read in a random
-    order over the whole array, seeded, different each pass over the dataset (each epoch), the
-    same sequence of orders for the same seed.
-
-    Args:
-        tokens: int array ``(sentences, max_tokens)`` from :class:`PreparedData`; >= 1 row,
-            >= 2 columns; right-padded with 0.
-        batch_size: sentences per batch; >= 1.
-        shuffle: shuffle the rows (training) or keep their order (validation).
-        seed: seed of the shuffle; >= 0.
-        drop_remainder: drop a last batch smaller than ``batch_size``.
-        buckets: batch sentences of one length together (``Dataset.bucket_by_sequence_length``),
-            so a batch holds no padding; each length's last batch of a pass may be smaller.
-
-    Returns:
-        A ``tf.data.Dataset`` of ``(source, target)``, both int32 ``(batch, steps)`` with
-        ``steps <= max_tokens - 1``.
-
-    Example:
-        >>> ds = lm_dataset(np.array([[2, 7, 8, 3, 0], [2, 9, 3, 0, 0]]), batch_size=2, shuffle=False)
-        >>> source, target = next(iter(ds))
-        >>> source.numpy().tolist(), target.numpy().tolist()
-        ([[2, 7, 8], [2, 9, 3]], [[7, 8, 3], [9, 3, 0]])
-    """
-    array = np.asarray(tokens)
-    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 2:
-        raise ValueError(f"tokens of shape {array.shape} must be 2-D with >= 1 row and >= 2 columns")
-    if not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"tokens of dtype {array.dtype} must hold integer token ids")
-    check_int("batch_size", batch_size, 1, "sentences per batch")
-    check_int("seed", seed, 0, "a seed for tf.data")
-    import tensorflow as tf  # here, not at the top: `import data_pipeline` must stay light
-
-    rows = tf.constant(array.astype(np.int32, copy=False))
-    indices = row_order(len(array), shuffle, seed)
-    if buckets:
-        # One bucket per sentence length (<start> and <end> included): rows are right-padded
-        # with 0, so a row's length is its count of non-zero ids.
-        width = array.shape[1]
-        ds = indices.map(lambda i: tf.gather(rows, i)).bucket_by_sequence_length(
-            element_length_func=lambda row: tf.cast(tf.math.count_nonzero(row), tf.int32),
-            bucket_boundaries=list(range(2, width + 1)), bucket_batch_sizes=[batch_size] * width,
-            drop_remainder=drop_remainder, no_padding=True)
-    else:
-        ds = indices.batch(batch_size, drop_remainder=drop_remainder).map(lambda i: tf.gather(rows, i))
-    # Declared, so Keras knows an epoch's steps from the first one: a progress bar with its end,
-    # and no "Your input ran out of data" warning when the first pass ends.
-    count = batch_count(array, batch_size, drop_remainder, buckets)
-    return ds.map(_shift_and_trim).apply(tf.data.experimental.assert_cardinality(count)).prefetch(tf.data.AUTOTUNE)
-
-
-def batch_count(tokens: np.ndarray, batch_size: int, drop_remainder: bool = False, buckets: bool = False) -> int:
-    """Batches in one pass of :func:`lm_dataset` over ``tokens``: the same every pass, since
-    shuffling changes which sentences share a batch, not how many sentences have each length.
-
-    Example:
-        >>> rows = np.array([[2, 5, 3], [2, 3, 0], [2, 6, 3]])  # lengths 3, 2, 3
-        >>> batch_count(rows, 2), batch_count(rows, 2, buckets=True), batch_count(rows, 2, True, True)
-        (2, 2, 1)
-    """
-    whole = np.floor if drop_remainder else np.ceil
-    if not buckets:
-        return int(whole(len(tokens) / batch_size))
-    _, per_length = np.unique(np.count_nonzero(tokens, axis=1), return_counts=True)
-    return int(whole(per_length / batch_size).sum())
-
-
-def row_order(n: int, shuffle: bool, seed: int) -> tf.data.Dataset:
-    """Row numbers ``0..n-1`` as a dataset: in order, or in a seeded random order, new each pass.
-
-    One permutation of the row numbers a pass (an epoch), drawn from a per-pass seed: a few
-    bytes a row. ``Dataset.shuffle(n)`` would buffer n elements at about 500 bytes each (60 MB
-    a trial on the 124,593 lyric sentences). The same seed gives the same sequence of orders.
-    """
-    import tensorflow as tf
-
-    if not shuffle:
-        return tf.data.Dataset.range(n)
-
-    def order(pass_seed):
-        key = tf.stack([pass_seed, tf.constant(seed, tf.int64)])
-        return tf.data.Dataset.from_tensor_slices(
-            tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key))
-
-    # Declared: flat_map hides the count, and Keras reads it as an epoch's steps.
-    return (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1).flat_map(order)
-            .apply(tf.data.experimental.assert_cardinality(n)))
-
-
-def _shift_and_trim(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    import tensorflow as tf
-
-    lengths = tf.math.count_nonzero(batch, axis=1, dtype=tf.int32)
-    steps = tf.maximum(tf.reduce_max(lengths) - 1, 1)  # >= 1 even for an all-padding batch
-    return batch[:, :steps], batch[:, 1:steps + 1]
-
-
 # ---------------------------------------------------------------- building
 
-def _build(raw: list[str], settings: DataSettings, fingerprint: str) -> PreparedData:
+def _build(raw: list[str], settings: DataSettings, fingerprint: str, files: int) -> PreparedData:
     where = "the built-in corpus" if settings.path == BUILTIN else settings.path
     cleaned = [c for c in map(clean_line, raw) if c is not None]
     if not cleaned:
@@ -311,6 +202,7 @@ def _build(raw: list[str], settings: DataSettings, fingerprint: str) -> Prepared
         "vocab_size": len(vocab),
         "unk_rate_val": round(float(np.mean(val_words == UNK_ID)) if val_words.size else 0.0, 6),
         "from_cache": False,
+        "files": files,
     }
     return PreparedData(train=train, val=val, vocab=vocab, fingerprint=fingerprint, stats=stats)
 
@@ -330,87 +222,21 @@ def _encode(rows: list[list[str]], vocab: Vocabulary, width: int) -> np.ndarray:
 # ---------------------------------------------------------------- cache
 
 def _fingerprint(settings: DataSettings, files: list[tuple[str, bytes, Path]] | None) -> str:
-    h = hashlib.sha256(f"lstm-sweep data cache format {CACHE_FORMAT}\n".encode())
-    if files is None:
-        h.update(f"{BUILTIN} {settings.builtin_lines} corpus version {CORPUS_VERSION}\n".encode())
-    else:
-        for name, data, _ in files:  # length-prefixed, so no two corpora hash the same stream
-            h.update(f"file {len(name.encode())} {name} {len(data)}\n".encode())
-            h.update(data)
+    corpus = f"{BUILTIN} {settings.builtin_lines} corpus version {CORPUS_VERSION}" if files is None else files
+    # Not the path: a moved folder still hits.
     recipe = {"vocab_size": settings.vocab_size, "max_tokens": settings.max_tokens,
               "val_fraction": settings.val_fraction, "seed": settings.seed}
-    h.update(json.dumps(recipe, sort_keys=True).encode())
-    return h.hexdigest()
+    return fingerprint(f"lstm-sweep data cache format {CACHE_FORMAT}", corpus, recipe)
 
 
-def cache_folder(cache_dir: str | Path | None) -> Path:
-    if cache_dir is None:
-        cache_dir = os.environ.get("LSTM_SWEEP_CACHE") or Path.home() / ".cache" / "lstm-sweep"
-    elif not isinstance(cache_dir, (str, os.PathLike)):
-        raise ValueError(f"cache_dir={cache_dir!r} must be a folder path or None")
-    return Path(cache_dir).expanduser()
+def _to_arrays(prepared: PreparedData) -> dict[str, np.ndarray]:
+    return {"train": prepared.train, "val": prepared.val, "tokens": np.array(prepared.vocab.tokens)}
 
 
-def _load_cache(file: Path, fingerprint: str, max_tokens: int) -> PreparedData | None:
-    def read(npz) -> PreparedData:
-        train, val = npz["train"], npz["val"]
-        for name, array in (("train", train), ("val", val)):
-            if array.dtype != np.int32 or array.ndim != 2 or array.shape[1] != max_tokens:
-                raise ValueError(f"{name} is {array.dtype} {array.shape}")
-        return PreparedData(train=train, val=val, vocab=Vocabulary(npz["tokens"].tolist()), fingerprint=fingerprint,
-                            stats=json.loads(str(npz["stats"])))
-
-    return load_npz(file, fingerprint, read)
-
-
-def load_npz(file: Path, fingerprint: str, read):
-    """``read(npz)`` of the cache file ``file`` written for ``fingerprint``, with
-    ``stats["from_cache"]`` set; None when there is no such file, or it is another corpus's or
-    unreadable (a warning: it is rebuilt, never fatal)."""
-    if not file.is_file():
-        return None
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            if str(npz["fingerprint"]) != fingerprint:
-                raise ValueError("it belongs to another corpus or settings")
-            prepared = read(npz)
-    except Exception as e:  # noqa: BLE001 -- any unreadable cache is rebuilt, never fatal
-        log.warning("cache file %s is unreadable (%s): rebuilding it", file, e)
-        return None
-    prepared.stats["from_cache"] = True
-    return prepared
-
-
-def _save_cache(file: Path, prepared: PreparedData) -> None:
-    save_npz(file, train=prepared.train, val=prepared.val, tokens=np.array(prepared.vocab.tokens),
-             fingerprint=np.array(prepared.fingerprint), stats=np.array(json.dumps(prepared.stats)))
-
-
-def save_npz(file: Path, **arrays: np.ndarray) -> None:
-    """Write a cache file atomically (temporary file, then rename); a folder that cannot be
-    written only costs the caching, with a warning."""
-    tmp = None
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.stem}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, file)
-        tmp = None
-    except OSError as e:
-        log.warning("cannot write the data cache %s (%s): going on without it", file, e)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-
-
-def check_fraction(name: str, value: Any) -> float:
-    """``value`` as a float strictly between 0 and 1, else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"{name}={value!r} must be a number strictly between 0 and 1")
-    return float(value)
-
-
-def check_int(name: str, value: Any, minimum: int, meaning: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name}={value!r} must be an int >= {minimum} ({meaning})")
+def _from_arrays(npz: Any, stats: dict[str, Any], fingerprint: str, max_tokens: int) -> PreparedData:
+    train, val = npz["train"], npz["val"]
+    for name, array in (("train", train), ("val", val)):
+        if array.dtype != np.int32 or array.ndim != 2 or array.shape[1] != max_tokens:
+            raise ValueError(f"{name} is {array.dtype} {array.shape}")
+    return PreparedData(train=train, val=val, vocab=Vocabulary(npz["tokens"].tolist()), fingerprint=fingerprint,
+                        stats=stats)

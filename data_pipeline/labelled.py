@@ -11,15 +11,17 @@ The flow, top to bottom (the classification twin of :func:`data_pipeline.prepare
       -> pad_to(ids, seq_len, padding, truncating)      per trial: (examples, seq_len)
       -> classify_dataset(x, y, batch_size)             (ids, label id) batches
 
-The ids are kept at full length in the cache; every trial pads and truncates them to its own
-``seq_len`` on its own side (``pre`` or ``post``), both searchable. Only :func:`pad_to` and
-:func:`classify_dataset` need Keras or TensorFlow, and import them when called.
+Here: the settings, reading the CSV or the class folders, the build and :func:`prepare_labelled`.
+The cache is ``data_pipeline.cache`` (shared with :func:`prepare`); :func:`pad_to` and
+:func:`classify_dataset` are ``data_pipeline.batching``, re-exported here. The ids are kept at
+full length in the cache; every trial pads and truncates them to its own ``seq_len`` on its own
+side (``pre`` or ``post``), both searchable. Only :func:`pad_to` and :func:`classify_dataset`
+need Keras or TensorFlow, and import them when called.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -27,25 +29,23 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+# Re-exported: other packages import these from here (they lived in this module).
+from .batching import SIDES, classify_dataset, pad_to  # noqa: F401
+from .cache import fingerprint, load_or_build
+from .checks import check_fraction, check_int, check_path
 from .corpus import corpus_files, decode_file
-from .dataset import BUILTIN, cache_folder, check_fraction, check_int, load_npz, row_order, save_npz
-from .synthetic import LABELLED_VERSION, THEMES, synthetic_labelled
+from .synthetic import BUILTIN, BUILTIN_SEED, LABELLED_VERSION, THEMES, synthetic_labelled
 from .text import CorpusError, clean_document
 from .vocab import UNK_ID, Vocabulary
-
-if TYPE_CHECKING:
-    import tensorflow as tf
 
 log = logging.getLogger("lstm_sweep.data")
 
 # Bump when reading, cleaning, splitting or the file layout change: old cache files then miss.
 LABELLED_CACHE_FORMAT = 1
-SIDES = ("pre", "post")  # where keras.utils.pad_sequences pads and truncates
-_BUILTIN_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,7 @@ class LabelledSettings:
     builtin_classes: int = 2  # its classes (themes of the synthetic lyrics), 2 to 6
 
     def __post_init__(self) -> None:
-        if isinstance(self.path, os.PathLike):
-            object.__setattr__(self, "path", os.fspath(self.path))
-        if not isinstance(self.path, str) or not self.path.strip():
-            raise ValueError(f"path={self.path!r} must be a CSV file, a folder, or {BUILTIN!r}")
+        object.__setattr__(self, "path", check_path("path", self.path, f"a CSV file, a folder, or {BUILTIN!r}"))
         for name in ("text_column", "label_column"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
@@ -155,22 +152,20 @@ def prepare_labelled(settings: LabelledSettings, cache_dir: str | Path | None = 
         raise ValueError(f"settings={settings!r} must be a LabelledSettings")
     started = time.perf_counter()
     files = None if settings.path == BUILTIN else _source_files(settings)
-    fingerprint = _fingerprint(settings, files)
-    cache_file = cache_folder(cache_dir) / f"{fingerprint[:16]}.npz"
+    key = _fingerprint(settings, files)
 
-    prepared = _load_cache(cache_file, fingerprint)
-    if prepared is None:
+    def build() -> LabelledData:
         if files is None:
-            pairs = synthetic_labelled(settings.builtin_examples, settings.builtin_classes, seed=_BUILTIN_SEED)
+            pairs = synthetic_labelled(settings.builtin_examples, settings.builtin_classes, seed=BUILTIN_SEED)
         elif Path(settings.path).expanduser().is_dir():
             pairs = [(decode_file(data, file), name.split("/", 1)[0]) for name, data, file in files]
         else:
             (_, data, file), = files
             pairs = _read_csv(decode_file(data, file), file, settings)
-        prepared = _build(_keep_classes(pairs, settings), settings, fingerprint)
-        prepared.stats["files"] = 0 if files is None else len(files)
-        _save_cache(cache_file, prepared)
-    prepared.stats["seconds"] = round(time.perf_counter() - started, 3)
+        return _build(_keep_classes(pairs, settings), settings, key, files=0 if files is None else len(files))
+
+    prepared = load_or_build(cache_dir, key, build=build, to_arrays=_to_arrays, started=started,
+                             from_arrays=lambda npz, stats: _from_arrays(npz, stats, key))
 
     s = prepared.stats
     log.info("data %s: %d examples (%d empty dropped), %d classes, %d train / %d val, vocabulary %d, "
@@ -178,57 +173,6 @@ def prepare_labelled(settings: LabelledSettings, cache_dir: str | Path | None = 
              s["dropped_empty"], len(prepared.labels), s["train"], s["val"], s["vocab_size"], s["tokens_median"],
              100 * s["majority_share_val"], "loaded from cache" if s["from_cache"] else "built", s["seconds"])
     return prepared
-
-
-def pad_to(sequences: list[np.ndarray], seq_len: int, padding: str = "pre", truncating: str = "pre") -> np.ndarray:
-    """Sequences as an int32 ``(len(sequences), seq_len)`` array, with 0 as padding.
-
-    ``keras.utils.pad_sequences``: a longer sequence loses its first tokens (``truncating=
-    "pre"``, it keeps its end) or its last ones (``"post"``); a shorter one gets its zeros
-    before (``padding="pre"``, its last token at the last step, next to the classifier's
-    read-out) or after (``"post"``). The classifier has no mask (see ``model.classifier``), so
-    with ``post`` padding the recurrent state walks over the zeros before it is read.
-
-    Example:
-        >>> pad_to([np.array([5, 6, 7, 8]), np.array([9])], 3, padding="pre", truncating="post").tolist()
-        [[5, 6, 7], [0, 0, 9]]
-    """
-    check_int("seq_len", seq_len, 1, "time steps each example is padded or cut to")
-    for name, side in (("padding", padding), ("truncating", truncating)):
-        if side not in SIDES:
-            raise ValueError(f"{name}={side!r} must be 'pre' or 'post'")
-    import keras  # here, not at the top: `import data_pipeline` must stay light
-
-    if not len(sequences):
-        return np.zeros((0, seq_len), np.int32)
-    return keras.utils.pad_sequences(list(sequences), maxlen=int(seq_len), dtype="int32", padding=padding,
-                                     truncating=truncating, value=0)
-
-
-def classify_dataset(ids: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool = True,
-                     seed: int = 0) -> tf.data.Dataset:
-    """Batches of ``(ids, label id)``: int32 ``(batch, seq_len)`` and int32 ``(batch,)``.
-
-    Rows are read in a seeded random order, new each epoch, as :func:`lm_dataset` reads them
-    (one permutation of row numbers a pass, no shuffle buffer), or in order for validation.
-
-    Example:
-        >>> ds = classify_dataset(np.array([[0, 5], [6, 7]]), np.array([1, 0]), batch_size=2, shuffle=False)
-        >>> [t.numpy().tolist() for t in next(iter(ds))]
-        [[[0, 5], [6, 7]], [1, 0]]
-    """
-    ids, labels = np.asarray(ids), np.asarray(labels)
-    if ids.ndim != 2 or len(ids) < 1 or labels.shape != (len(ids),):
-        raise ValueError(f"ids of shape {ids.shape} and labels of shape {labels.shape} must be "
-                         "(examples, seq_len) and (examples,), with >= 1 example")
-    check_int("batch_size", batch_size, 1, "examples per batch")
-    check_int("seed", seed, 0, "a seed for tf.data")
-    import tensorflow as tf
-
-    rows = tf.constant(ids.astype(np.int32, copy=False))
-    targets = tf.constant(labels.astype(np.int32, copy=False))
-    return (row_order(len(ids), shuffle, seed).batch(batch_size)
-            .map(lambda i: (tf.gather(rows, i), tf.gather(targets, i))).prefetch(tf.data.AUTOTUNE))
 
 
 def labels_to_json(labels: list[str], path: str | Path) -> None:
@@ -321,7 +265,8 @@ def _keep_classes(pairs: list[tuple[str, str]], settings: LabelledSettings) -> l
 
 # ---------------------------------------------------------------- building
 
-def _build(pairs: list[tuple[str, str]], settings: LabelledSettings, fingerprint: str) -> LabelledData:
+def _build(pairs: list[tuple[str, str]], settings: LabelledSettings, fingerprint: str,
+           files: int) -> LabelledData:
     where = "the built-in task" if settings.path == BUILTIN else settings.path
     cleaned = [(words, label) for words, label in ((clean_document(t), lab) for t, lab in pairs) if words]
     labels = sorted({label for _, label in cleaned}, key=_label_order)
@@ -358,6 +303,7 @@ def _build(pairs: list[tuple[str, str]], settings: LabelledSettings, fingerprint
         "vocab_size": len(vocab),
         "unk_rate_val": round(float(np.mean(val_words == UNK_ID)), 6),
         "from_cache": False,
+        "files": files,
     }
     return LabelledData(train_ids=train_ids, train_labels=y[train_index], val_ids=val_ids, val_labels=y[val_index],
                         vocab=vocab, labels=labels, fingerprint=fingerprint, stats=stats)
@@ -387,37 +333,28 @@ def _stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np
 # ---------------------------------------------------------------- cache
 
 def _fingerprint(settings: LabelledSettings, files: list[tuple[str, bytes, Path]] | None) -> str:
-    h = hashlib.sha256(f"lstm-sweep labelled cache format {LABELLED_CACHE_FORMAT}\n".encode())
-    if files is None:
-        h.update(f"{BUILTIN} {settings.builtin_examples} {settings.builtin_classes} "
-                 f"version {LABELLED_VERSION}\n".encode())
-    else:
-        for name, data, _ in files:  # length-prefixed, so no two corpora hash the same stream
-            h.update(f"file {len(name.encode())} {name} {len(data)}\n".encode())
-            h.update(data)
+    corpus = (f"{BUILTIN} {settings.builtin_examples} {settings.builtin_classes} version {LABELLED_VERSION}"
+              if files is None else files)
+    # Not the path: a moved file or folder still hits.
     recipe = {"text_column": settings.text_column, "label_column": settings.label_column,
               "classes": sorted(settings.classes), "vocab_size": settings.vocab_size,
               "val_fraction": settings.val_fraction, "seed": settings.seed}
-    h.update(json.dumps(recipe, sort_keys=True).encode())
-    return h.hexdigest()
+    return fingerprint(f"lstm-sweep labelled cache format {LABELLED_CACHE_FORMAT}", corpus, recipe)
 
 
-def _load_cache(file: Path, fingerprint: str) -> LabelledData | None:
-    def read(npz) -> LabelledData:
-        splits = {name: np.split(npz[f"{name}_tokens"], npz[f"{name}_offsets"][1:-1]) for name in ("train", "val")}
-        return LabelledData(train_ids=splits["train"], train_labels=npz["train_labels"],
-                            val_ids=splits["val"], val_labels=npz["val_labels"],
-                            vocab=Vocabulary(npz["tokens"].tolist()), labels=npz["labels"].tolist(),
-                            fingerprint=fingerprint, stats=json.loads(str(npz["stats"])))
-
-    return load_npz(file, fingerprint, read)
-
-
-def _save_cache(file: Path, prepared: LabelledData) -> None:
+def _to_arrays(prepared: LabelledData) -> dict[str, np.ndarray]:
+    """The ragged ids as one flat array and its offsets per split (npz holds no ragged arrays)."""
     arrays = {}
     for name, ids in (("train", prepared.train_ids), ("val", prepared.val_ids)):
         arrays[f"{name}_tokens"] = np.concatenate(ids).astype(np.int32)
         arrays[f"{name}_offsets"] = np.concatenate([[0], np.cumsum([len(x) for x in ids])]).astype(np.int64)
-    save_npz(file, **arrays, train_labels=prepared.train_labels, val_labels=prepared.val_labels,
-             tokens=np.array(prepared.vocab.tokens), labels=np.array(prepared.labels),
-             fingerprint=np.array(prepared.fingerprint), stats=np.array(json.dumps(prepared.stats)))
+    return {**arrays, "train_labels": prepared.train_labels, "val_labels": prepared.val_labels,
+            "tokens": np.array(prepared.vocab.tokens), "labels": np.array(prepared.labels)}
+
+
+def _from_arrays(npz: Any, stats: dict[str, Any], fingerprint: str) -> LabelledData:
+    splits = {name: np.split(npz[f"{name}_tokens"], npz[f"{name}_offsets"][1:-1]) for name in ("train", "val")}
+    return LabelledData(train_ids=splits["train"], train_labels=npz["train_labels"],
+                        val_ids=splits["val"], val_labels=npz["val_labels"],
+                        vocab=Vocabulary(npz["tokens"].tolist()), labels=npz["labels"].tolist(),
+                        fingerprint=fingerprint, stats=stats)

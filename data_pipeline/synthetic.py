@@ -24,6 +24,10 @@ from __future__ import annotations
 import random
 from itertools import accumulate
 
+BUILTIN = "builtin"  # the data path naming this corpus (a folder named so: "./builtin")
+# The built-in corpus is one fixed data set: generated with this seed always; the settings' seed
+# only splits it.
+BUILTIN_SEED = 0
 # Bump when the generator's output changes: it is part of the cache fingerprint.
 CORPUS_VERSION = 1
 LABELLED_VERSION = 1  # the same for synthetic_labelled
