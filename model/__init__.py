@@ -1,42 +1,44 @@
-"""Keras language models and sequence classifiers, their losses, and how they are trained."""
+"""Keras language models and sequence classifiers, their cells and spec, the memory model, training.
 
-from lstm_sweep.model.classifier import (build_classifier, class_probabilities, classify_texts, compile_classifier,
-                              fit_classifier)
-from lstm_sweep.model.export import export_classifier, export_model, load_classifier_export, load_export
-from lstm_sweep.model.generation import encode_prompt, generate, generate_by_rerunning_prefix
-from lstm_sweep.model.lm import CELLS, build_language_model, masked_cross_entropy, token_cross_entropy_sums
-from lstm_sweep.model.train import (
-    ValidationMetrics,
-    compile_language_model,
-    configure_threads,
-    evaluate_language_model,
-    fit_language_model,
-    save_checkpoint,
-    set_seed,
-)
+    cells.py       the registry of recurrent cells (plain Python)
+    spec.py        ModelSpec: one trial's model, built once from its config (plain Python)
+    memory.py      the memory model: a spec's predicted peak, the largest batch that fits
+    lm.py          the language model and its masked loss
+    classifier.py  the sequence classifier
+    train.py       compile, fit, exact validation figures, checkpoints, seeds
+    export.py      the export folder (SavedModel, .keras, vocabulary, card) and loading it back
+    generation.py  continuing a prompt with the carried recurrent state
+    devices.py     capping TensorFlow's GPU memory, measuring a trial's peak
 
-__all__ = [
-    "CELLS",
-    "ValidationMetrics",
-    "build_classifier",
-    "build_language_model",
-    "class_probabilities",
-    "classify_texts",
-    "compile_classifier",
-    "compile_language_model",
-    "configure_threads",
-    "encode_prompt",
-    "evaluate_language_model",
-    "export_classifier",
-    "export_model",
-    "fit_classifier",
-    "fit_language_model",
-    "generate",
-    "generate_by_rerunning_prefix",
-    "load_classifier_export",
-    "load_export",
-    "masked_cross_entropy",
-    "save_checkpoint",
-    "set_seed",
-    "token_cross_entropy_sums",
-]
+Importing this package imports no TensorFlow: each name below loads its module when first
+used, so reading a config or printing a user error stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_NAMES = {
+    "Cell": "cells", "cell_names": "cells", "get_cell": "cells", "register_cell": "cells",
+    "registered_cells": "cells",
+    "ModelSpec": "spec",
+    "build_classifier": "classifier", "class_probabilities": "classifier", "classify_texts": "classifier",
+    "compile_classifier": "classifier", "fit_classifier": "classifier",
+    "export_classifier": "export", "export_model": "export", "load_classifier_export": "export",
+    "load_export": "export",
+    "encode_prompt": "generation", "generate": "generation", "generate_by_rerunning_prefix": "generation",
+    "build_language_model": "lm", "masked_cross_entropy": "lm", "token_cross_entropy_sums": "lm",
+    "ValidationMetrics": "train", "compile_language_model": "train", "configure_threads": "train",
+    "evaluate_language_model": "train", "fit_language_model": "train", "save_checkpoint": "train",
+    "set_seed": "train",
+}
+
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

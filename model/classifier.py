@@ -3,7 +3,7 @@
 The shape of the IMDB sentiment notebooks (SimpleRNN or LSTM over padded reviews, the last
 step's output read out), with the cells and depth of the language model:
 
-* the recurrent layers are the language model's (``model.lm.CELLS``); all but the last return
+* the recurrent layers are the language model's (a registered cell, ``model.cells``); all but the last return
   their whole sequence, the last only its final output, which the head reads;
 * ``bidirectional`` wraps each layer in ``keras.layers.Bidirectional`` (a forward and a
   backward copy, outputs concatenated: twice the units after it);
@@ -29,7 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_sweep.model.lm import CELLS, check_recurrent_arguments
+from lstm_sweep.model.cells import get_cell
+from lstm_sweep.model.lm import check_recurrent_arguments
 
 
 def output_units(num_classes: int) -> int:
@@ -58,7 +59,7 @@ def build_classifier(
         hidden_size: units of each recurrent layer (each direction); >= 1.
         num_layers: stacked recurrent layers; >= 1.
         dropout: rate of the dropout after each recurrent layer, in [0, 1).
-        cell: ``"lstm"`` (default), ``"gru"`` or ``"rnn"`` (Keras ``SimpleRNN``).
+        cell: a registered cell (``model.cells``): ``"lstm"`` (default), ``"gru"``, ``"rnn"``, ...
         bidirectional: run each layer forwards and backwards (``keras.layers.Bidirectional``).
 
     Returns:
@@ -76,7 +77,7 @@ def build_classifier(
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, embedding_size, name="embedding")(tokens)
     for i in range(num_layers):
-        layer = CELLS[cell](hidden_size, return_sequences=i < num_layers - 1, name=f"{cell}_{i}")
+        layer = get_cell(cell).make_layer(hidden_size, return_sequences=i < num_layers - 1, name=f"{cell}_{i}")
         if bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{i}")
         x = layer(x)

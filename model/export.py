@@ -46,6 +46,10 @@ from lstm_sweep.errors import RunFolderError
 
 FILES = {"keras": "model.keras", "saved_model": "saved_model", "vocab": "vocab.json", "card": "model_card.json"}
 CLASSIFIER_FILES = {**FILES, "labels": "labels.json"}
+# The model card's "task": what it is called, the command that uses it, whether its outputs are
+# logits over the vocabulary (checked against vocab.json on loading).
+_KINDS = {"language_model": ("language model", "generate EXPORT_DIR --prompt TEXT", True),
+          "classify": ("classifier", "predict EXPORT_DIR TEXT", False)}
 
 
 def export_model(model: keras.Model, vocab: Vocabulary, folder: str | Path, card: dict[str, Any]) -> dict[str, Path]:
@@ -223,15 +227,11 @@ def load_export(folder: str | Path, task: str = "language_model") -> tuple[keras
     vocab = Vocabulary.from_json(folder / FILES["vocab"])
     found = card.get("task", "language_model")
     if found != task:
-        names = {"language_model": ("language model", "generate EXPORT_DIR --prompt TEXT"),
-                 "classify": ("classifier", "predict EXPORT_DIR TEXT")}
-        raise RunFolderError(f"{folder} holds a {names[found][0]}, not a {names[task][0]}: "
-                          f"use `lstm-sweep {names[found][1]}`")
-    if task == "classify":
-        return model, vocab, card
-    if model.output_shape[-1] != len(vocab):
+        raise RunFolderError(f"{folder} holds a {_KINDS[found][0]}, not a {_KINDS[task][0]}: "
+                             f"use `lstm-sweep {_KINDS[found][1]}`")
+    if _KINDS[task][2] and model.output_shape[-1] != len(vocab):
         raise RunFolderError(f"{folder}: model.keras has {model.output_shape[-1]} logits, vocab.json "
-                          f"{len(vocab)} tokens: {again}")
+                             f"{len(vocab)} tokens: {again}")
     return model, vocab, card
 
 

@@ -45,8 +45,8 @@ import tensorflow as tf
 
 from lstm_sweep.data_pipeline.text import END, MARKS, PAD, START, CorpusError, clean_line
 from lstm_sweep.data_pipeline.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocabulary
+from lstm_sweep.model.cells import Cell, registered_cells
 
-_RECURRENT = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
 # Traced functions per model, dropped with the model.
 _STEP_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FORWARD_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -177,12 +177,12 @@ def _step_function(model: keras.Model) -> StepFunction:
         return _STEP_FUNCTIONS[model]
     layers, state_specs = [], []
     for layer in _layers(model):
-        if isinstance(layer, _RECURRENT):
+        if _cell_of(layer):
             # The generic RNN loop over the same cell; the LSTM/GRU layers differ only by a cuDNN
             # fast path on a GPU, which changes nothing for one step at a time.
             rnn = keras.layers.RNN(layer.cell, return_sequences=True, return_state=True,
                                    go_backwards=layer.go_backwards, name=f"{layer.name}_step")
-            n_states = 2 if isinstance(layer, keras.layers.LSTM) else 1
+            n_states = _cell_of(layer).states
             state_specs += [tf.TensorSpec((None, layer.units), layer.compute_dtype)] * n_states
             layers.append((rnn, n_states))
         else:
@@ -225,19 +225,24 @@ def _layers(model: keras.Model) -> list[keras.layers.Layer]:
               if not isinstance(layer, (keras.layers.InputLayer, keras.layers.Dropout))]
     kinds = [type(layer) for layer in layers]
     ok = (len(layers) >= 3 and kinds[0] is keras.layers.Embedding and kinds[-1] is keras.layers.Dense
-          and all(isinstance(layer, _RECURRENT) for layer in layers[1:-1]))
+          and all(_cell_of(layer) for layer in layers[1:-1]))
     if not ok:
         raise ValueError(f"model {model.name!r} has layers {[k.__name__ for k in kinds]}: expected "
-                         "Embedding, LSTM/GRU/SimpleRNN layers, Dense (as build_language_model makes)")
+                         "Embedding, recurrent layers of registered cells (model.cells), Dense "
+                         "(as build_language_model makes)")
     return layers
 
 
+def _cell_of(layer: keras.layers.Layer) -> Cell | None:
+    """The registered cell whose Keras layer ``layer`` is, or None."""
+    return next((cell for cell in registered_cells() if type(layer) is cell.layer_class()), None)
+
+
 def _state_sizes(model: keras.Model) -> list[tuple[int, str]]:
-    """(units, dtype) of each recurrent state in order: LSTM has two (h, c), GRU and SimpleRNN one."""
+    """(units, dtype) of each recurrent state in order (the cell's ``states``: an LSTM's h and c, a GRU's h)."""
     sizes = []
     for layer in _layers(model)[1:-1]:
-        n_states = 2 if isinstance(layer, keras.layers.LSTM) else 1
-        sizes += [(layer.units, layer.compute_dtype)] * n_states
+        sizes += [(layer.units, layer.compute_dtype)] * _cell_of(layer).states
     return sizes
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU, "rnn": keras.layers.SimpleRNN}
+from lstm_sweep.model.cells import get_cell
 
 
 def build_language_model(
@@ -35,7 +35,8 @@ def build_language_model(
         hidden_size: units of each recurrent layer; >= 1.
         num_layers: stacked recurrent layers, each returning its whole sequence; >= 1.
         dropout: rate of the dropout after each recurrent layer, in [0, 1).
-        cell: ``"lstm"`` (default), ``"gru"`` or ``"rnn"`` (Keras ``SimpleRNN``).
+        cell: a registered cell (``model.cells``): ``"lstm"`` (default), ``"gru"``, ``"rnn"``
+            (Keras ``SimpleRNN``), ...
 
     Returns:
         A functional ``keras.Model`` whose output is float32 logits of shape
@@ -51,7 +52,7 @@ def build_language_model(
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = keras.layers.Embedding(vocab_size, embedding_size, name="embedding")(tokens)
     for i in range(num_layers):
-        x = CELLS[cell](hidden_size, return_sequences=True, name=f"{cell}_{i}")(x)
+        x = get_cell(cell).make_layer(hidden_size, return_sequences=True, name=f"{cell}_{i}")(x)
         if dropout > 0:
             x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
     # float32 logits even under a mixed-precision policy: the softmax needs the range.
@@ -94,8 +95,7 @@ def check_recurrent_arguments(vocab_size: int, embedding_size: int, hidden_size:
         raise ValueError(f"vocab_size={vocab_size} must be at least 2 (<pad> and <unk>)")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout={dropout} must be in [0, 1)")
-    if cell not in CELLS:
-        raise ValueError(f"cell={cell!r} must be one of {sorted(CELLS)}")
+    get_cell(cell)  # registered, or a ValueError naming the registered cells
 
 
 def _check_positive(**values: int) -> None:

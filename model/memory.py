@@ -92,7 +92,7 @@ gru, rnn; uni- and bidirectional; 1-2 layers; hidden 64-512; ``seq_len`` 64-1024
 32-512; 2 and 5 classes): every prediction lies between 4% below and 38% above the measured
 peak, inside the planner's 10% headroom on the low side. GRU layers
 keep more per step than their gate count says: 7 H counted, about 11 H measured
-(``STEP_VALUES``), which this calibration uses for language models too (their GRU was never
+(``step_values`` in ``model.cells``), which this calibration uses for language models too (their GRU was never
 measured; the LSTM's 10 H is the calibrated figure). The worst over-predictions are small or
 single-layer models, where the fixed per-layer cost dominates (a 1-layer GRU, hidden 256:
 496 MB predicted, 360 MB measured; in ``tests/``' sweeps, hidden 16-32, 82 MB predicted
@@ -106,14 +106,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Mapping
 
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks (and gate activations) per step
-STATES = {"lstm": 2, "gru": 1, "rnn": 1}  # states kept per step: h (and c for an LSTM)
-# Values of H kept per step and recurrent layer (and direction) for the backward pass. LSTM and
-# SimpleRNN: 2 x gates + states, as counted (LSTM calibrated, 10 H). GRU: measured, 11 H rather
-# than the 7 H that count gives (see "Classifiers" above).
-STEP_VALUES = {"lstm": 10, "gru": 11, "rnn": 3}
-PRECISIONS = {"float32": 4, "mixed_float16": 2}  # bytes per activation value
-
+from lstm_sweep.model.spec import PRECISIONS, ModelSpec
 
 @dataclass(frozen=True)
 class Calibration:
@@ -171,19 +164,9 @@ def count_parameters(vocab_size: int, embedding_size: int, hidden_size: int,
         >>> count_parameters(vocab_size=7000, embedding_size=256, hidden_size=1024, num_layers=1)
         14213976
     """
-    _check(vocab_size=vocab_size, embedding_size=embedding_size, hidden_size=hidden_size,
-           num_layers=num_layers)
-    gates, directions = _gates(cell), 2 if bidirectional else 1
-    total = vocab_size * embedding_size  # embedding
-    width = embedding_size
-    for _ in range(num_layers):
-        # kernel (in x gH) + recurrent kernel (H x gH) + bias, per direction; Keras' GRU
-        # (reset_after=True) has two bias vectors.
-        biases = 2 if cell == "gru" else 1
-        total += directions * (gates * hidden_size * (width + hidden_size) + biases * gates * hidden_size)
-        width = directions * hidden_size
-    outputs = _outputs(vocab_size, num_classes)
-    return total + width * outputs + outputs  # output layer
+    spec = ModelSpec(vocab_size=vocab_size, embedding_size=embedding_size, hidden_size=hidden_size,
+                     num_layers=num_layers, cell=cell, num_classes=num_classes, bidirectional=bidirectional)
+    return _parameters(spec)
 
 
 def largest_variable(vocab_size: int, embedding_size: int, hidden_size: int,
@@ -194,56 +177,48 @@ def largest_variable(vocab_size: int, embedding_size: int, hidden_size: int,
         >>> largest_variable(vocab_size=7000, embedding_size=256, hidden_size=2048)  # 2048 x 8192
         16777216
     """
-    width = _gates(cell) * hidden_size  # a recurrent layer's kernels are (input, gH) and (H, gH)
-    inputs = (2 if bidirectional else 1) * hidden_size  # what a layer after the first reads
-    return max(vocab_size * embedding_size, embedding_size * width, max(hidden_size, inputs) * width,
-               inputs * _outputs(vocab_size, num_classes))
+    spec = ModelSpec(vocab_size=vocab_size, embedding_size=embedding_size, hidden_size=hidden_size, cell=cell,
+                     num_classes=num_classes, bidirectional=bidirectional)
+    return _largest_variable(spec)
 
 
-def estimate_memory(config: Mapping, precision: str = "float32",
+def estimate_memory(config: ModelSpec | Mapping, precision: str | None = None,
                     calibration: Calibration = CPU_CALIBRATION) -> MemoryEstimate:
-    """The parts of the predicted peak memory of one training step for ``config``.
+    """The parts of the predicted peak memory of one training step of the model ``config``.
 
-    ``config`` needs ``vocab_size``, ``embedding_size``, ``hidden_size``, ``batch_size``
-    and ``seq_len`` (time steps of the longest batch: ``max_tokens - 1`` for the language
-    model, the padded length for a classifier); ``num_layers`` (default 1), ``dropout``
-    (default 0) and ``cell`` (default ``lstm``) are optional. A classifier has
-    ``num_classes`` >= 2 (absent or 0: the language model) and maybe ``bidirectional``.
-    ``calibration`` holds the measured constants.
+    ``config`` is a :class:`model.spec.ModelSpec`, or a mapping of its fields (``vocab_size``,
+    ``embedding_size``, ``hidden_size``, ``batch_size`` and ``seq_len`` — time steps of the
+    longest batch: ``max_tokens - 1`` for the language model, the padded length for a
+    classifier — and optionally ``num_layers``, ``dropout``, ``cell``, ``num_classes`` >= 2
+    for a classifier, ``bidirectional``). ``precision`` overrides the spec's;
+    ``calibration`` holds the measured constants of the device the trial runs on.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} must be one of {sorted(PRECISIONS)}")
-    v, e, h = int(config["vocab_size"]), int(config["embedding_size"]), int(config["hidden_size"])
-    b, t = int(config["batch_size"]), int(config["seq_len"])
-    layers, cell = int(config.get("num_layers", 1)), str(config.get("cell", "lstm"))
-    classes, bidirectional = int(config.get("num_classes", 0)), bool(config.get("bidirectional", False))
-    _check(batch_size=b, seq_len=t)
-    params = count_parameters(v, e, h, layers, cell, classes, bidirectional)
-    act = PRECISIONS[precision]
-    directions = 2 if bidirectional else 1
-
-    steps = b * t
-    _gates(cell)  # a known cell
-    per_layer = STEP_VALUES[cell] * h  # pre-activations, activations, states
-    if float(config.get("dropout", 0.0)) > 0:
-        per_layer += h  # the dropout mask
-    activations = steps * (e + layers * directions * per_layer) * act
+    spec = _spec(config, precision)
     c = calibration
+    b, t, h = spec.batch_size, spec.seq_len, spec.hidden_size
+    act = PRECISIONS[spec.precision]
+    recurrent_layers = spec.num_layers * spec.directions
+
+    per_layer = spec.recurrent.step_values * h  # pre-activations, activations, states
+    if spec.dropout > 0:
+        per_layer += h  # the dropout mask
+    activations = int(b * t * (spec.embedding_size + recurrent_layers * per_layer) * act)
     # The logits (language model: every step) or the head's outputs (classifier: the last
     # step only), and their gradient: float32 always.
-    outputs = steps * v if classes == 0 else b * _outputs(v, classes)
+    outputs = b * (1 if spec.is_classifier else t) * spec.output_units
     activations += int(c.logit_copies * outputs * 4)
     return MemoryEstimate(
-        parameters=params,
-        state=int(c.state_copies * params * 4),
+        parameters=_parameters(spec),
+        state=int(c.state_copies * _parameters(spec) * 4),
         activations=activations,
-        workspace=int(c.workspace_bytes + layers * directions * c.layer_bytes + c.workspace_share * activations),
-        checkpoint=int(c.checkpoint_copies * 4 * largest_variable(v, e, h, cell, classes, bidirectional)),
+        workspace=int(c.workspace_bytes + recurrent_layers * c.layer_bytes + c.workspace_share * activations),
+        checkpoint=int(c.checkpoint_copies * 4 * _largest_variable(spec)),
     )
 
 
-def estimate_peak_bytes(config: Mapping, precision: str = "float32") -> int:
-    """Predicted peak bytes of one training step (Adam) of our language model.
+def estimate_peak_bytes(config: ModelSpec | Mapping, precision: str | None = None,
+                        calibration: Calibration = CPU_CALIBRATION) -> int:
+    """Predicted peak bytes of one training step (Adam) of the model ``config`` (see :func:`estimate_memory`).
 
     Example:
         >>> cfg = dict(vocab_size=7000, embedding_size=256, hidden_size=2048, num_layers=2,
@@ -251,15 +226,15 @@ def estimate_peak_bytes(config: Mapping, precision: str = "float32") -> int:
         >>> estimate_peak_bytes(cfg) > 2**30  # the notebooks' OOM at shape [1024, 2048]
         True
     """
-    return estimate_memory(config, precision).total
+    return estimate_memory(config, precision, calibration).total
 
 
-def largest_batch_that_fits(config: Mapping, budget_bytes: int, precision: str = "float32",
-                            max_batch: int = 1 << 16) -> int:
+def largest_batch_that_fits(config: ModelSpec | Mapping, budget_bytes: int, precision: str | None = None,
+                            max_batch: int = 1 << 16, calibration: Calibration = CPU_CALIBRATION) -> int:
     """The largest batch size whose predicted peak is within ``budget_bytes``; 0 if none.
 
     The peak is linear in the batch size, so this is a closed form rather than a search;
-    ``batch_size`` in ``config`` is ignored.
+    the batch size of ``config`` is ignored.
 
     Example:
         >>> cfg = dict(vocab_size=7000, embedding_size=256, hidden_size=512, seq_len=14)
@@ -268,30 +243,44 @@ def largest_batch_that_fits(config: Mapping, budget_bytes: int, precision: str =
     """
     if budget_bytes <= 0:
         raise ValueError(f"budget_bytes={budget_bytes} must be > 0")
-    one = estimate_peak_bytes({**config, "batch_size": 1}, precision)
-    two = estimate_peak_bytes({**config, "batch_size": 2}, precision)
+    spec = _spec(config, precision)
+    one = estimate_peak_bytes(spec.with_batch(1), calibration=calibration)
+    two = estimate_peak_bytes(spec.with_batch(2), calibration=calibration)
     per_sentence, fixed = two - one, 2 * one - two
     if fixed + per_sentence > budget_bytes:
         return 0
     return int(min(max_batch, (budget_bytes - fixed) // per_sentence))
 
 
-def _outputs(vocab_size: int, num_classes: int) -> int:
-    """Units of the output layer: the vocabulary (language model, ``num_classes`` 0), else the head's."""
-    if num_classes == 0:
-        return vocab_size
-    if num_classes < 2:
-        raise ValueError(f"num_classes={num_classes} must be 0 (language model) or >= 2")
-    return 1 if num_classes == 2 else num_classes
+def _spec(config: ModelSpec | Mapping, precision: str | None) -> ModelSpec:
+    """``config`` as a spec (a mapping read the way a trial's is), at ``precision`` when given."""
+    if not isinstance(config, ModelSpec):
+        fields = {f.name for f in dataclasses.fields(ModelSpec)}
+        values = {k: v for k, v in config.items() if k in fields}
+        values.setdefault("batch_size", 1)
+        config = ModelSpec.from_config(values, vocab_size=int(values.pop("vocab_size")),
+                                       seq_len=int(values.pop("seq_len")),
+                                       num_classes=int(values.pop("num_classes", 0) or 0))
+    if precision is not None:
+        config = config.replace(precision=precision)
+    return config
 
 
-def _gates(cell: str) -> int:
-    if cell not in GATES:
-        raise ValueError(f"cell={cell!r} must be one of {sorted(GATES)}")
-    return GATES[cell]
+def _parameters(spec: ModelSpec) -> int:
+    """Trainable values: embedding, each recurrent layer's kernels and biases, the output layer."""
+    cell = spec.recurrent
+    total = spec.vocab_size * spec.embedding_size
+    width = spec.embedding_size
+    for _ in range(spec.num_layers):
+        # kernel (in x gH) + recurrent kernel (H x gH) + biases, per direction.
+        gh = cell.gates * spec.hidden_size
+        total += spec.directions * (gh * (width + spec.hidden_size) + cell.biases * gh)
+        width = spec.directions * spec.hidden_size
+    return total + width * spec.output_units + spec.output_units
 
 
-def _check(**values: int) -> None:
-    for name, value in values.items():
-        if int(value) < 1:
-            raise ValueError(f"{name}={value} must be >= 1")
+def _largest_variable(spec: ModelSpec) -> int:
+    width = spec.recurrent.gates * spec.hidden_size  # a recurrent layer's kernels are (input, gH) and (H, gH)
+    inputs = spec.directions * spec.hidden_size  # what a layer after the first reads
+    return max(spec.vocab_size * spec.embedding_size, spec.embedding_size * width,
+               max(spec.hidden_size, inputs) * width, inputs * spec.output_units)

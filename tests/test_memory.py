@@ -75,11 +75,11 @@ SMALL = {"embedding_size": 16, "hidden_size": 64, "num_layers": 1, "dropout": 0.
 def test_cpu_trial_batch_is_cut_to_its_budget_and_reserves_its_peak():
     sizer = TrialSizer(vocab_size=7000, seq_len=14, host_budget_bytes=4 * GiB)
     plan = sizer.plan(NOTEBOOK_OOM)
-    shape = sizer.model_config(NOTEBOOK_OOM)
+    shape = sizer.spec(NOTEBOOK_OOM)
     assert plan.feasible and plan.batch_size_requested == 1024
     # The batch is planned against the budget less the headroom kept for the model's error.
     assert plan.batch_size_used == largest_batch_that_fits(shape, int(0.9 * 4 * GiB)) < 1024
-    assert plan.predicted_peak_bytes == estimate_peak_bytes({**shape, "batch_size": plan.batch_size_used})
+    assert plan.predicted_peak_bytes == estimate_peak_bytes(shape.with_batch(plan.batch_size_used))
     assert plan.predicted_peak_bytes <= 0.9 * plan.budget_bytes and plan.budget_bytes == 4 * GiB
     assert plan.need_bytes == pytest.approx(plan.predicted_peak_bytes / 0.9, abs=1) and plan.need_bytes <= 4 * GiB
     assert plan.resources() == {"cpu": 1.0, "gpu": 0.0,
