@@ -125,67 +125,19 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = _sweep(args)
     print()
     _retrain_and_export(args, run_dir)
-    export_dir = run_dir / "winner" / "export"
+    from lstm_sweep.results import write_report
     from lstm_sweep.search.config import load_config
-
-    if load_config(run_dir / "sweep.yaml").task == "classify":
-        return _finish_classify_run(run_dir, export_dir)
-    lines = _samples(export_dir, args.prompt, num=3, seed=0)
-    (run_dir / "winner" / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    from lstm_sweep.results import write_report
-
-    report = write_report(run_dir)
-    print(f"\nsamples (temperature 0.8, top-k 40), continuing {args.prompt!r}:")
-    for line in lines:
-        print(f"  {line}")
-    print(f"\n  report: {report}\n  export: {export_dir}\n"
-          f"generate more: lstm-sweep generate {export_dir} --prompt \"{args.prompt}\"")
-    return 0
-
-
-def _finish_classify_run(run_dir: Path, export_dir: Path) -> int:
-    """What `run` shows of a classifier: its validation accuracy and a few predictions."""
-    from lstm_sweep.results import write_report
-
-    lines = _validation_predictions(run_dir, export_dir)
-    (run_dir / "winner" / "predictions.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    report = write_report(run_dir)
-    print()
-    for line in lines:
-        print(f"  {line}")
-    print(f"\n  report: {report}\n  export: {export_dir}\n"
-          f"classify more: lstm-sweep predict {export_dir} \"some text\" [--file texts.txt]")
-    return 0
-
-
-def _validation_predictions(run_dir: Path, export_dir: Path, per_class: int = 2) -> list[str]:
-    """The exported classifier on the run's validation split: its accuracy against the majority
-    class, then ``per_class`` examples of each class (cleaned, as the model read them)."""
-    import numpy as np
-
-    from lstm_sweep.data_pipeline import pad_to
-    from lstm_sweep.model.classifier import class_probabilities
-    from lstm_sweep.model.export import load_classifier_export
-    from lstm_sweep.search.retrain import read_winner
     from lstm_sweep.search.tasks import get_task
 
-    model, vocab, labels, card = load_classifier_export(export_dir)
-    task, winner = get_task("classify"), read_winner(run_dir)
-    prepared = task.prepare(task.settings(winner.config.data.__dict__, winner.params))  # the cached split
-    cut = card["preprocessing"]
-    probabilities = class_probabilities(model, pad_to(prepared.val_ids, cut["seq_len"], cut["padding"],
-                                                      cut["truncating"]))
-    predicted = probabilities.argmax(axis=1)
-    accuracy = float(np.mean(predicted == prepared.val_labels))
-    lines = [f"validation accuracy {accuracy:.4f} over {len(predicted)} examples (always answering the "
-             f"majority class: {prepared.stats['majority_share_val']:.4f})", "",
-             f"{'predicted':<14} {'prob':>5}  {'true':<14} text (cleaned)"]
-    for label in range(len(labels)):
-        for i in np.flatnonzero(prepared.val_labels == label)[:per_class]:
-            text = vocab.decode(prepared.val_ids[i])
-            lines.append(f"{labels[predicted[i]]:<14} {probabilities[i, predicted[i]]:5.3f}  {labels[label]:<14} "
-                         f"{text if len(text) <= 70 else text[:67] + '...'}")
-    return lines
+    export_dir = run_dir / "winner" / "export"
+    shown = get_task(load_config(run_dir / "sweep.yaml").task).showcase(run_dir, export_dir, args.prompt)
+    (run_dir / "winner" / shown.file).write_text("\n".join(shown.lines) + "\n", encoding="utf-8")
+    report = write_report(run_dir)
+    print(f"\n{shown.heading}" if shown.heading else "")
+    for line in shown.lines:
+        print(f"  {line}")
+    print(f"\n  report: {report}\n  export: {export_dir}\n{shown.more}")
+    return 0
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -332,11 +284,9 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _check_retrain_flags(args: argparse.Namespace) -> None:
-    # Before a sweep of minutes, not after it.
-    if args.epochs < 1 or args.patience < 1:
-        raise ConfigError(f"--epochs {args.epochs} / --patience {args.patience}: both must be >= 1")
-    if args.dropout is not None and not 0 <= args.dropout < 1:
-        raise ConfigError(f"--dropout {args.dropout}: must be in [0, 1)")
+    from lstm_sweep.search.retrain import check_retrain_arguments
+
+    check_retrain_arguments(args.epochs, args.patience, args.dropout)
 
 
 def _print_paths(paths: dict[str, Path]) -> None:

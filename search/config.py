@@ -5,7 +5,7 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
     name: quick                 # run folder prefix under `output`
     output: runs                # where run folders go
     task: language_model        # language_model | classify
-    metric: val_loss            # what ASHA, the searcher and the winner follow (see METRICS)
+    metric: val_loss            # what ASHA, the searcher and the winner follow (a task's metrics)
     mode: min                   # min | max; by default the metric's own direction
     data:     {path, vocab_size, max_tokens, val_fraction, seed, builtin_lines}    # language_model
     data:     {path, text_column, label_column, classes, vocab_size, val_fraction,  # classify
@@ -25,8 +25,9 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
       truncating:     pre                     # which end of a long example is cut
       bidirectional:  {choice: [false, true]}
     budget:   {num_samples, max_epochs, max_concurrent, max_minutes}
-    asha:     {grace_period, reduction_factor, stop_at_baseline}
-    searcher: {seed, n_startup_trials}
+    scheduler: {kind}           # asha | fifo | hyperband | median: Ray Tune's trial schedulers
+    asha:     {grace_period, reduction_factor, stop_at_baseline}   # the schedulers' knobs
+    searcher: {kind, seed, n_startup_trials}                     # kind: tpe | random
     resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid,
                 trial_memory_gb, min_batch_size, memory_headroom, max_oom_retries,
                 max_failures}
@@ -47,38 +48,50 @@ import yaml
 from lstm_sweep.data_pipeline import DataSettings, LabelledSettings
 from lstm_sweep.errors import ConfigError
 
-# The searchable hyperparameters, their meaning, and the value used when the space omits one
-# (None: absent unless given).
-HYPERPARAMETERS: dict[str, tuple[str, Any]] = {
-    "embedding_size": ("width of the token embedding, >= 1", 64),
-    "hidden_size": ("units per recurrent layer, >= 1", 128),
-    "num_layers": ("stacked recurrent layers, >= 1", 1),
-    "dropout": ("dropout after each recurrent layer, in [0, 1)", 0.0),
-    "learning_rate": ("Adam step size, > 0", 1e-3),
-    "batch_size": ("examples per training batch, >= 1 (cut to what fits in memory)", 64),
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One hyperparameter a sweep file's ``space:`` may set: a value, or a distribution over values."""
+
+    meaning: str  # what it is and its range, as an error quotes it
+    default: Any = None  # its value when the space omits it; None: absent unless given
+    integer: bool = False  # integers only: a value, int, logint or a choice of integers
+    options: tuple | None = None  # a categorical's values: one of them, or {choice: [...]} of them
+
+
+# Every task's hyperparameters, their meaning, and the value used when the space omits one. A task
+# adds its own (search.tasks: Task.hyperparameters), always in its space, refused in the others'.
+HYPERPARAMETERS: dict[str, Hyperparameter] = {
+    "embedding_size": Hyperparameter("width of the token embedding, >= 1", 64, integer=True),
+    "hidden_size": Hyperparameter("units per recurrent layer, >= 1", 128, integer=True),
+    "num_layers": Hyperparameter("stacked recurrent layers, >= 1", 1, integer=True),
+    "dropout": Hyperparameter("dropout after each recurrent layer, in [0, 1)", 0.0),
+    "learning_rate": Hyperparameter("Adam step size, > 0", 1e-3),
+    "batch_size": Hyperparameter("examples per training batch, >= 1 (cut to what fits in memory)", 64, integer=True),
     # Optional: searching the vocabulary cap re-tokenizes the corpus per value (cached).
-    "vocab_size": ("vocabulary cap, <pad> <unk> <start> <end> included, >= 8", None),
-    "cell": ("recurrent cell, one of rnn, lstm, gru (overrides model.cell)", None),
-    # task: classify only; always in its space, at CLASSIFY_DEFAULTS when omitted.
-    "bidirectional": ("run each recurrent layer both ways, true or false", None),
-    "seq_len": ("time steps every example is padded or truncated to, >= 1", None),
-    "padding": ("where a short example's zeros go, pre or post", None),
-    "truncating": ("which end of a long example is cut, pre or post", None),
+    "vocab_size": Hyperparameter("vocabulary cap, <pad> <unk> <start> <end> included, >= 8", None, integer=True),
+    # Its options are the registered cells (model.cells), read when a config is parsed.
+    "cell": Hyperparameter("recurrent cell, a registered one (model.cells: lstm, gru, rnn, ...); overrides "
+                           "model.cell", None),
 }
-INTEGER_PARAMETERS = {"embedding_size", "hidden_size", "num_layers", "batch_size", "vocab_size", "seq_len"}
-# Parameters that take one of a few values (a value, or {choice: [...]}), not numbers.
-CATEGORICAL: dict[str, tuple] = {"cell": ("rnn", "lstm", "gru"), "bidirectional": (False, True),
-                                 "padding": ("pre", "post"), "truncating": ("pre", "post")}
-CLASSIFY_DEFAULTS = {"bidirectional": False, "seq_len": 128, "padding": "pre", "truncating": "pre"}
 DISTRIBUTIONS = ("choice", "int", "logint", "uniform", "loguniform")
 
-TASKS = ("language_model", "classify")
-# Per task, the metrics a trial reports each epoch and their direction; the first is the default.
-METRICS: dict[str, dict[str, str]] = {
-    "language_model": {"val_loss": "min", "val_loss_padded": "min"},
-    "classify": {"val_loss": "min", "val_accuracy": "max"},
-}
-DATA_SECTIONS = {"language_model": DataSettings, "classify": LabelledSettings}
+
+
+def hyperparameters(task: str | None = None) -> dict[str, Hyperparameter]:
+    """The hyperparameters of ``task``'s space (every task's, then its own); with no task,
+    those of every task (what a sweep file may name at all)."""
+    from lstm_sweep.search.tasks import TASKS
+
+    tasks = [TASKS[task]] if task else list(TASKS.values())
+    return {**HYPERPARAMETERS, **{name: h for t in tasks for name, h in t.hyperparameters.items()}}
+
+
+def categorical_options(name: str, task: str | None = None) -> tuple | None:
+    """The values a parameter that takes one of a few (not a number) may take; None for numbers.
+    Cells come from the registry (``model.cells``), so a registered cell is a valid value."""
+    from lstm_sweep.model.cells import cell_names
+
+    return cell_names() if name == "cell" else hyperparameters(task)[name].options
 
 
 @dataclass(frozen=True)
@@ -125,8 +138,10 @@ class Budget:
 
 @dataclass(frozen=True)
 class Asha:
-    grace_period: int = 1  # epochs every trial gets before it can be stopped, 1..max_epochs
-    reduction_factor: int = 2  # keep the best 1/reduction_factor at each rung, >= 2
+    """ASHA's knobs, which the other schedulers share (``search.searcher.make_scheduler``)."""
+
+    grace_period: int = 1  # epochs every trial gets before it can be stopped, 1..max_epochs (asha, median)
+    reduction_factor: int = 2  # keep the best 1/reduction_factor at each rung, >= 2 (asha, hyperband)
     # From the grace period on, stop a trial that is no better than its task's baseline (the
     # unigram model; the class frequencies): it has learned nothing from the context yet.
     stop_at_baseline: bool = True
@@ -134,8 +149,22 @@ class Asha:
 
 @dataclass(frozen=True)
 class SearcherSettings:
-    seed: int = 0  # seeds TPE, so a sweep proposes the same configs again
-    n_startup_trials: int = 4  # random trials before TPE models the results, >= 1
+    """How configs are proposed (``search.searcher.make_searcher``)."""
+
+    KINDS = ("tpe", "random")  # not annotated: not a field
+
+    kind: str = "tpe"  # tpe: Optuna's TPE | random: Optuna's random sampler; both keep optuna.db
+    seed: int = 0  # seeds the searcher, so a sweep proposes the same configs again
+    n_startup_trials: int = 4  # random trials before TPE models the results, >= 1 (tpe)
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """How trials are stopped early (``search.searcher.make_scheduler``); its knobs are in ``asha``."""
+
+    KINDS = ("asha", "fifo", "hyperband", "median")  # not annotated: not a field
+
+    kind: str = "asha"  # asha | fifo: no early stopping | hyperband | median: the median stopping rule
 
 
 @dataclass(frozen=True)
@@ -156,7 +185,7 @@ class Resources:
 
 @dataclass(frozen=True)
 class ModelSettings:
-    cell: str = "lstm"  # lstm | gru | rnn
+    cell: str = "lstm"  # a registered cell (model.cells): lstm | gru | rnn | ...
     precision: str = "float32"  # float32 | mixed_float16 (GPUs: half-size activations)
 
 
@@ -167,12 +196,13 @@ class SweepConfig:
     name: str = "sweep"
     output: str = "runs"
     task: str = "language_model"  # language_model | classify
-    metric: str = "val_loss"  # one of METRICS[task]
+    metric: str = "val_loss"  # one of the task's metrics (search.tasks)
     mode: str = "min"  # its direction: min | max
     data: DataSettings | LabelledSettings = field(default_factory=DataSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
     space: dict[str, Param] = field(default_factory=dict)
     budget: Budget = field(default_factory=Budget)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     asha: Asha = field(default_factory=Asha)
     searcher: SearcherSettings = field(default_factory=SearcherSettings)
     resources: Resources = field(default_factory=Resources)
@@ -186,7 +216,9 @@ class SweepConfig:
 
     def other_metrics(self) -> dict[str, str]:
         """The task's other per-epoch metrics (name: mode), reported beside ``metric``."""
-        return {name: mode for name, mode in METRICS[self.task].items() if name != self.metric}
+        from lstm_sweep.search.tasks import get_task
+
+        return {name: mode for name, mode in get_task(self.task).metrics.items() if name != self.metric}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written to ``sweep.yaml``; ``parse_config`` reads it back."""
@@ -238,6 +270,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> SweepConfig:
         raise ConfigError(f"{source}: the top level must be a mapping of sections")
     top = {f.name for f in dataclasses.fields(SweepConfig)}
     _reject_unknown(raw, top, source, "")
+    from lstm_sweep.search.tasks import TASKS
+
     task = _string(raw.get("task", "language_model"), source, "task")
     if task not in TASKS:
         raise ConfigError(f"{source}: task: {task!r} must be one of {', '.join(TASKS)}")
@@ -249,9 +283,8 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> SweepConfig:
             raise ConfigError(f"{source}: {name}: must be a mapping, got {values!r}")
         allowed = {f.name: f for f in dataclasses.fields(cls)}
         _reject_unknown(values, set(allowed), source, f"{name}.")
-        if name == "data" and "max_tokens" in values and task == "classify":
-            raise ConfigError(f"{source}: data.max_tokens: a classifier has no length filter; "
-                              "pad and truncate with space.seq_len instead")
+        if name == "data":
+            TASKS[task].check_data_section(values, source)
         kwargs = {k: _coerce(v, allowed[k].default, source, f"{name}.{k}") for k, v in values.items()}
         try:
             return cls(**kwargs)
@@ -264,10 +297,11 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> SweepConfig:
         task=task,
         metric=metric,
         mode=mode,
-        data=section("data", DATA_SECTIONS[task]),
+        data=section("data", TASKS[task].settings_class),
         model=section("model", ModelSettings),
         space=_parse_space(raw.get("space") or {}, source, task),
         budget=section("budget", Budget),
+        scheduler=section("scheduler", SchedulerSettings),
         asha=section("asha", Asha),
         searcher=section("searcher", SearcherSettings),
         resources=section("resources", Resources),
@@ -278,7 +312,9 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> SweepConfig:
 
 def _metric_and_mode(raw: Mapping[str, Any], task: str, source: str) -> tuple[str, str]:
     """The metric (default: the task's first) and its mode (default: its direction; no other)."""
-    metrics = METRICS[task]
+    from lstm_sweep.search.tasks import get_task
+
+    metrics = get_task(task).metrics
     metric = _string(raw.get("metric", next(iter(metrics))), source, "metric")
     if metric not in metrics:
         raise ConfigError(f"{source}: metric: {metric!r} must be one of {', '.join(metrics)} for task {task}")
@@ -290,31 +326,31 @@ def _metric_and_mode(raw: Mapping[str, Any], task: str, source: str) -> tuple[st
 
 
 def _parse_space(space: Any, source: str, task: str = "language_model") -> dict[str, Param]:
+    from lstm_sweep.search.tasks import TASKS
+
     if not isinstance(space, Mapping):
         raise ConfigError(f"{source}: space: must be a mapping of hyperparameters")
-    _reject_unknown(space, set(HYPERPARAMETERS), source, "space.")
+    _reject_unknown(space, set(hyperparameters()), source, "space.")
+    own = hyperparameters(task)
+    for name in space:
+        if name not in own:
+            owners = [t.name for t in TASKS.values() if name in t.hyperparameters]
+            raise ConfigError(f"{source}: space.{name}: applies to task: {' or '.join(owners)} only "
+                              f"(this sweep's task is {task})")
     params = {}
-    for name, (_, default) in HYPERPARAMETERS.items():  # a fixed order, whatever the file's
-        if name in CLASSIFY_DEFAULTS:
-            if task != "classify":
-                if name in space:
-                    raise ConfigError(f"{source}: space.{name}: applies to task: classify only "
-                                      f"(this sweep's task is {task})")
-                continue
-            default = CLASSIFY_DEFAULTS[name]
-        if default is None and name not in space:
+    for name, hyperparameter in own.items():  # a fixed order, whatever the file's
+        if hyperparameter.default is None and name not in space:
             continue  # optional and absent: data.vocab_size, model.cell apply
-        spec = space.get(name, default)
-        params[name] = _parse_param(name, spec, source)
+        params[name] = _parse_param(name, space.get(name, hyperparameter.default), source, task)
     return params
 
 
-def _parse_param(name: str, spec: Any, source: str) -> Param:
-    key = f"space.{name}"
-    if name in CATEGORICAL:
-        return _parse_categorical(name, spec, source)
+def _parse_param(name: str, spec: Any, source: str, task: str) -> Param:
+    key, integer = f"space.{name}", hyperparameters(task)[name].integer
+    if categorical_options(name, task) is not None:
+        return _parse_categorical(name, spec, source, task)
     if not isinstance(spec, Mapping):
-        param = Param("fixed", (_number(spec, name, source, key),))
+        param = Param("fixed", (_number(spec, integer, source, key),))
     else:
         if len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
             raise ConfigError(f"{source}: {key}: expected a value or one of "
@@ -322,27 +358,27 @@ def _parse_param(name: str, spec: Any, source: str) -> Param:
         kind, args = next(iter(spec.items()))
         if not isinstance(args, list) or not args:
             raise ConfigError(f"{source}: {key}.{kind}: expected a non-empty list, got {args!r}")
-        args = tuple(_number(a, name, source, f"{key}.{kind}") for a in args)
+        args = tuple(_number(a, integer, source, f"{key}.{kind}") for a in args)
         if kind != "choice":
             if len(args) != 2:
                 raise ConfigError(f"{source}: {key}.{kind}: expected [low, high], got {list(args)}")
             if args[0] > args[1]:
                 raise ConfigError(f"{source}: {key}.{kind}: low {args[0]} > high {args[1]}: swap them")
-            if kind in ("int", "logint") and name not in INTEGER_PARAMETERS:
+            if kind in ("int", "logint") and not integer:
                 raise ConfigError(f"{source}: {key}: {name} is not an integer; use uniform or loguniform")
-            if kind in ("uniform", "loguniform") and name in INTEGER_PARAMETERS:
+            if kind in ("uniform", "loguniform") and integer:
                 raise ConfigError(f"{source}: {key}: {name} is an integer; use int, logint or choice")
             if kind in ("logint", "loguniform") and args[0] <= 0:
                 raise ConfigError(f"{source}: {key}.{kind}: a log range needs low > 0, got {args[0]}")
         param = Param(kind, args)
     for value in param.values():
-        _check_value(name, value, source, key)
+        _check_value(name, value, source, key, task)
     return param
 
 
-def _parse_categorical(name: str, spec: Any, source: str) -> Param:
+def _parse_categorical(name: str, spec: Any, source: str, task: str) -> Param:
     """A parameter of a few values: ``lstm`` or ``{choice: [rnn, lstm]}``; each value one of its options."""
-    key, options = f"space.{name}", CATEGORICAL[name]
+    key, options = f"space.{name}", categorical_options(name, task)
     if isinstance(spec, Mapping):
         if list(spec) != ["choice"] or not isinstance(spec["choice"], list) or not spec["choice"]:
             raise ConfigError(f"{source}: {key}: expected one of {_options(options)} or "
@@ -361,7 +397,7 @@ def _options(options: tuple) -> str:
     return ", ".join(str(o).lower() if isinstance(o, bool) else str(o) for o in options)
 
 
-def _number(value: Any, name: str, source: str, key: str) -> Any:
+def _number(value: Any, integer: bool, source: str, key: str) -> Any:
     # PyYAML reads `1e-3` (no dot) as a string; accept it as the number the user meant.
     if isinstance(value, str):
         try:
@@ -370,21 +406,22 @@ def _number(value: Any, name: str, source: str, key: str) -> Any:
             raise ConfigError(f"{source}: {key}: {value!r} is not a number") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{source}: {key}: {value!r} is not a finite number")
-    if name in INTEGER_PARAMETERS:
+    if integer:
         if value != int(value):
-            raise ConfigError(f"{source}: {key}: {name} must be an integer, got {value}")
+            raise ConfigError(f"{source}: {key}: must be an integer, got {value}")
         value = int(value)
     return value
 
 
-def _check_value(name: str, value: Any, source: str, key: str) -> None:
+def _check_value(name: str, value: Any, source: str, key: str, task: str) -> None:
     ok = {
         "dropout": 0 <= value < 1,
         "learning_rate": value > 0,
         "vocab_size": value >= 8,
     }.get(name, value >= 1)
     if not ok:
-        raise ConfigError(f"{source}: {key}: {value} is out of range: {name} is the {HYPERPARAMETERS[name][0]}")
+        raise ConfigError(f"{source}: {key}: {value} is out of range: {name} is the "
+                          f"{hyperparameters(task)[name].meaning}")
 
 
 def _check_ranges(config: SweepConfig, source: str) -> None:
@@ -398,6 +435,10 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
          f"<= budget.max_epochs ({config.budget.max_epochs})"),
         (config.asha.reduction_factor >= 2, "asha.reduction_factor", config.asha.reduction_factor, ">= 2"),
         (config.searcher.n_startup_trials >= 1, "searcher.n_startup_trials", config.searcher.n_startup_trials, ">= 1"),
+        (config.searcher.kind in SearcherSettings.KINDS, "searcher.kind", config.searcher.kind,
+         f"one of {', '.join(SearcherSettings.KINDS)}"),
+        (config.scheduler.kind in SchedulerSettings.KINDS, "scheduler.kind", config.scheduler.kind,
+         f"one of {', '.join(SchedulerSettings.KINDS)}"),
         (config.resources.cpus_per_trial > 0, "resources.cpus_per_trial", config.resources.cpus_per_trial, "> 0"),
         (0 <= config.resources.gpus_per_trial <= 1, "resources.gpus_per_trial", config.resources.gpus_per_trial,
          "between 0 and 1 (a trial trains on one GPU at most)"),
@@ -413,7 +454,8 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
         (config.resources.max_failures >= 0, "resources.max_failures", config.resources.max_failures, ">= 0"),
         (config.model.precision in ("float32", "mixed_float16"), "model.precision", config.model.precision,
          "float32 or mixed_float16"),
-        (config.model.cell in ("lstm", "gru", "rnn"), "model.cell", config.model.cell, "one of lstm, gru, rnn"),
+        (config.model.cell in categorical_options("cell"), "model.cell", config.model.cell,
+         f"one of {', '.join(categorical_options('cell'))}"),
         (bool(config.name.strip()) and "/" not in config.name, "name", config.name, "a non-empty folder name"),
     ]
     for ok, key, value, rule in checks:
@@ -433,7 +475,7 @@ def _coerce(value: Any, default: Any, source: str, key: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{source}: {key}: expected a list of names, got {value!r}")
         return tuple(str(v) for v in value)
-    number = _number(value, "", source, key)
+    number = _number(value, False, source, key)
     if type(default) is int:
         if number != int(number):
             raise ConfigError(f"{source}: {key}: must be an integer, got {number}")

@@ -47,13 +47,12 @@ def plan_table(configs: list[dict[str, Any]], sizer: TrialSizer) -> pd.DataFrame
     """One row per config: its sizes, the batch it would use, predicted MB and resources."""
     rows = []
     for config in configs:
-        plan = sizer.plan(config)
-        shape = sizer.model_config(config)
-        classifier = {"cell": shape["cell"], "bidir": shape["bidirectional"], "seq": shape["seq_len"]} \
-            if sizer.num_classes else {}
+        plan, spec = sizer.plan(config), sizer.spec(config)
+        classifier = {"cell": spec.cell, "bidir": spec.bidirectional, "seq": spec.seq_len} \
+            if spec.is_classifier else {}
         rows.append({
-            **classifier, "emb": shape["embedding_size"], "hidden": shape["hidden_size"], "layers": shape["num_layers"],
-            "vocab": shape["vocab_size"], "batch": plan.batch_size_requested,
+            **classifier, "emb": spec.embedding_size, "hidden": spec.hidden_size, "layers": spec.num_layers,
+            "vocab": spec.vocab_size, "batch": plan.batch_size_requested,
             "batch_used": plan.batch_size_used, "peak_mb": round(plan.predicted_peak_bytes / MiB),
             "budget_mb": round(plan.budget_bytes / MiB), "cpu": plan.cpu, "gpu": plan.gpu,
             "memory_gb": round(plan.memory_bytes / GiB, 2),

@@ -33,8 +33,11 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from lstm_sweep.errors import ConfigError
 from lstm_sweep.model.devices import read_proc_bytes
-from lstm_sweep.model.memory import HEADROOM, PROCESS_BASELINE_BYTES, estimate_peak_bytes, largest_batch_that_fits
+from lstm_sweep.model.memory import (CPU_CALIBRATION, HEADROOM, PROCESS_BASELINE_BYTES, Calibration,
+                                     estimate_peak_bytes, largest_batch_that_fits)
+from lstm_sweep.model.spec import ModelSpec
 
 MiB, GiB = 2**20, 2**30
 # Ray gives its `memory` resource what is left of available memory after the object store
@@ -108,6 +111,8 @@ class TrialSizer:
             is the largest whose predicted peak is within ``(1 - headroom)`` of its budget, and
             it reserves its peak ``/ (1 - headroom)``. The default is the calibration's worst
             under-prediction (``model.memory.HEADROOM``).
+        calibration: the memory model's constants for the device the trials run on
+            (``model.memory.CPU_CALIBRATION`` by default).
 
     Example:
         >>> sizer = TrialSizer(vocab_size=7000, seq_len=14, host_budget_bytes=4 * GiB)
@@ -131,6 +136,7 @@ class TrialSizer:
     min_batch_size: int = 8
     process_baseline_bytes: int = PROCESS_BASELINE_BYTES
     headroom: float = HEADROOM
+    calibration: Calibration = CPU_CALIBRATION
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "seq_len", "gpu_share_grid", "min_batch_size"):
@@ -149,41 +155,32 @@ class TrialSizer:
     def on_gpu(self) -> bool:
         return self.gpus_per_trial > 0
 
-    def model_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """The memory model's view of a trial config (batch size left out)."""
-        shape = {
-            "vocab_size": int(config.get("vocab_size", self.vocab_size)),
-            "embedding_size": int(config["embedding_size"]),
-            "hidden_size": int(config["hidden_size"]),
-            "num_layers": int(config.get("num_layers", 1)),
-            "dropout": float(config.get("dropout", 0.0)),
-            "cell": str(config.get("cell", self.cell)),
-            "seq_len": int(config.get("seq_len", self.seq_len)),
-        }
-        if self.num_classes:
-            shape.update(num_classes=self.num_classes, bidirectional=bool(config.get("bidirectional", False)))
-        return shape
+    def spec(self, config: Mapping[str, Any]) -> ModelSpec:
+        """The model spec of a trial config under this sweep's fixed settings, at the precision
+        it trains in here (mixed precision on GPUs only)."""
+        return ModelSpec.from_config(config, vocab_size=self.vocab_size, seq_len=self.seq_len, cell=self.cell,
+                                     precision=self.precision if self.on_gpu else "float32",
+                                     num_classes=self.num_classes)
 
     def plan(self, config: Mapping[str, Any]) -> TrialPlan:
         """The batch, predicted peak, budget and resources of the trial with ``config``."""
-        shape = self.model_config(config)
-        precision = self.precision if self.on_gpu else "float32"
-        requested = int(config["batch_size"])
+        spec = self.spec(config)
+        requested = spec.batch_size
         if self.on_gpu:
             budget = self.trial_memory_bytes or int(self.gpus_per_trial * self.gpu_memory_bytes)
         else:
             budget = self.trial_memory_bytes or self.host_budget_bytes
-        fits = largest_batch_that_fits(shape, int(budget * (1 - self.headroom)), precision)
+        fits = largest_batch_that_fits(spec, int(budget * (1 - self.headroom)), calibration=self.calibration)
         used = min(requested, fits)
         if used < min(self.min_batch_size, requested):
             smallest = min(self.min_batch_size, requested)
-            peak = estimate_peak_bytes({**shape, "batch_size": smallest}, precision)
+            peak = estimate_peak_bytes(spec.with_batch(smallest), calibration=self.calibration)
             need = self._need(peak)
             return TrialPlan(requested, 0, peak, budget, need, cpu=self.cpus_per_trial, gpu=0.0, memory_bytes=0,
                              reason=f"needs {need / MiB:,.0f} MB at batch {smallest} (a predicted peak of "
                                     f"{peak / MiB:,.0f} MB and {self.headroom:.0%} headroom), "
                                     f"over its budget of {budget / MiB:,.0f} MB")
-        peak = estimate_peak_bytes({**shape, "batch_size": used}, precision)
+        peak = estimate_peak_bytes(spec.with_batch(used), calibration=self.calibration)
         need = self._need(peak)
         if not self.on_gpu:
             return TrialPlan(requested, used, peak, budget, need, cpu=self.cpus_per_trial, gpu=0.0,
@@ -203,15 +200,17 @@ class TrialSizer:
         return resource_dict_to_pg_factory(self.plan(config).resources())
 
 
-def make_sizer(config, vocab_size: int, nodes: Sequence[NodeInfo], num_classes: int = 0) -> TrialSizer:
+def make_sizer(config, vocab_size: int, nodes: Sequence[NodeInfo], num_classes: int = 0,
+               calibration: Calibration = CPU_CALIBRATION) -> TrialSizer:
     """The :class:`TrialSizer` of a sweep (a ``SweepConfig``) on a cluster of ``nodes``; a
-    classifier's (``task: classify``) needs its ``num_classes``.
+    classifier needs its ``num_classes``. ``calibration`` is the memory model's for the
+    device the trials run on.
 
     A CPU trial's share of host memory is its CPUs' share of the Ray ``memory`` of the
     smallest node, less a process's baseline; GPU trials need the GPUs' memory, from the
     config or from ``nvidia-smi`` on this machine.
     """
-    from lstm_sweep.search.config import ConfigError
+    from lstm_sweep.search.tasks import get_task
 
     res = config.resources
     gpu_memory = int(res.gpu_memory_gb * GiB)
@@ -225,16 +224,13 @@ def make_sizer(config, vocab_size: int, nodes: Sequence[NodeInfo], num_classes: 
     if res.gpus_per_trial == 0 and res.trial_memory_gb == 0 and host_budget <= 0:
         raise ConfigError("resources.trial_memory_gb: the cluster's nodes report no memory to share "
                           "between trials: set a per-trial budget, e.g. trial_memory_gb: 4")
-    if config.task == "classify":  # each trial pads to its own seq_len; this is the longest
-        seq_len, num_classes = max(config.space["seq_len"].args), max(2, num_classes)
-    else:
-        seq_len, num_classes = config.data.max_tokens - 1, 0
+    seq_len, num_classes = get_task(config.task).fixed_sizes(config, num_classes)
     return TrialSizer(
         vocab_size=vocab_size, seq_len=int(seq_len), cell=config.model.cell, num_classes=num_classes,
         precision=config.model.precision, cpus_per_trial=res.cpus_per_trial,
         gpus_per_trial=res.gpus_per_trial, gpu_memory_bytes=gpu_memory, gpu_share_grid=res.gpu_share_grid,
         host_budget_bytes=host_budget, trial_memory_bytes=int(res.trial_memory_gb * GiB),
-        min_batch_size=res.min_batch_size, headroom=res.memory_headroom,
+        min_batch_size=res.min_batch_size, headroom=res.memory_headroom, calibration=calibration,
     )
 
 

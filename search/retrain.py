@@ -80,58 +80,79 @@ def retrain(run_dir: str | Path, epochs: int = 10, patience: int = 3, dropout: f
         >>> sorted(paths)  # doctest: +SKIP
         ['best', 'export', 'history', 'plot']
     """
+    check_retrain_arguments(epochs, patience, dropout)
+    winner = read_winner(run_dir)
+    config = winner.config
+    if dropout is None:
+        dropout = float(winner.params["dropout"]) if "dropout" in config.searched() else DEFAULT_DROPOUT
+
+    from lstm_sweep.model import configure_threads, set_seed
+    from lstm_sweep.search.tasks import get_task
+
+    task = get_task(config.task)
+    out = Path(run_dir) / WINNER_DIR
+    out.mkdir(exist_ok=True)
+    settings = task.settings(config.data.__dict__, winner.params)
+    prepared = task.prepare(settings)
+    spec = task.spec(winner.params, prepared, config, dropout=dropout, batch_size=winner.batch_size)
+    configure_threads(max(1, int(config.resources.cpus_per_trial)))
+    set_seed(config.searcher.seed)
+    print(f"retraining trial {winner.trial_id} (sweep {config.metric} {winner.sweep_value:.4f}): "
+          f"{spec.describe()}, up to {epochs} epochs")
+
+    paths = {"best": out / "best.keras", "history": out / "history.csv", "plot": out / "loss.png"}
+    table = _fit_winner(task, prepared, spec, config, paths["best"], epochs, patience, verbose)
+    _write_history(table, paths, f"winner {winner.trial_id}: {spec.describe()}", config)
+    card = _card(winner, task, prepared, spec, settings, table)
+    (out / "card.json").write_text(json.dumps(card, indent=2))  # export reads it back
+    paths["export"] = export(run_dir)
+    return paths
+
+
+def check_retrain_arguments(epochs: int, patience: int, dropout: float | None) -> None:
+    """The retrain's flags, checked before a sweep of minutes rather than after it."""
     if epochs < 1:
         raise ConfigError(f"--epochs {epochs}: must be >= 1")
     if patience < 1:
         raise ConfigError(f"--patience {patience}: must be >= 1")
     if dropout is not None and not 0 <= dropout < 1:
         raise ConfigError(f"--dropout {dropout}: must be in [0, 1)")
-    winner = read_winner(run_dir)
-    config = winner.config
-    if dropout is None:
-        dropout = float(winner.params["dropout"]) if "dropout" in config.searched() else DEFAULT_DROPOUT
 
+
+def _fit_winner(task, prepared, spec, config: SweepConfig, best_file: Path, epochs: int, patience: int,
+                verbose: Any) -> pd.DataFrame:
+    """Train ``spec`` with early stopping on the sweep's metric, keeping only its best epoch on disk;
+    return its history, one row an epoch (``epoch``, the task's figures, ``seconds``)."""
     import keras
 
-    from lstm_sweep.model import configure_threads, set_seed
-    from lstm_sweep.results import atomic_write_csv
-    from lstm_sweep.results.plots import plot_history
-    from lstm_sweep.search.tasks import get_task
-
-    task = get_task(config.task)
     metric, mode = config.metric, config.mode
-    out = Path(run_dir) / WINNER_DIR
-    out.mkdir(exist_ok=True)
-    settings = task.settings(config.data.__dict__, winner.params)
-    prepared = task.prepare(settings)
-    configure_threads(max(1, int(config.resources.cpus_per_trial)))
-    set_seed(config.searcher.seed)
-    model = task.build(prepared, winner.params, cell=config.model.cell, dropout=dropout)
-    print(f"retraining trial {winner.trial_id} (sweep {metric} {winner.sweep_value:.4f}): "
-          f"{_describe(winner.params)}, dropout {dropout:g}, batch {winner.batch_size}, up to {epochs} epochs")
-
-    best_file = out / "best.keras"
     history = task.fit(
-        model, *task.datasets(prepared, winner.params, winner.batch_size, config.searcher.seed),
-        epochs=epochs, verbose=verbose,
+        task.build(spec), *task.datasets(prepared, spec, config.searcher.seed), epochs=epochs, verbose=verbose,
         callbacks=[
-            # Only the epoch with the best metric is kept on disk.
             keras.callbacks.ModelCheckpoint(best_file, monitor=metric, mode=mode, save_best_only=True),
             keras.callbacks.EarlyStopping(monitor=metric, mode=mode, patience=patience),
         ])
     table = pd.DataFrame(history.history)
     table.insert(0, "epoch", range(1, len(table) + 1))
-    table = table[["epoch", *task.reported, "seconds"]]
-    paths = {"best": best_file, "history": out / "history.csv", "plot": out / "loss.png"}
-    atomic_write_csv(paths["history"], table)
-    plot_history(table, paths["plot"], title=f"winner {winner.trial_id}: {_describe(winner.params)}",
-                 metric=metric, mode=mode)
+    return table[["epoch", *task.reported, "seconds"]]
 
+
+def _write_history(table: pd.DataFrame, paths: dict[str, Path], title: str, config: SweepConfig) -> None:
+    from lstm_sweep.results import atomic_write_csv
+    from lstm_sweep.results.plots import plot_history
+
+    atomic_write_csv(paths["history"], table)
+    plot_history(table, paths["plot"], title=title, metric=config.metric, mode=config.mode)
+
+
+def _card(winner: Winner, task, prepared, spec, settings, table: pd.DataFrame) -> dict[str, Any]:
+    """``winner/card.json``: the configuration, the figures at the kept epoch, the data."""
+    config, metric, mode = winner.config, winner.config.metric, winner.config.mode
     kept = int(table[metric].idxmin() if mode == "min" else table[metric].idxmax())
-    card = {
+    return {
         "trial_id": winner.trial_id,
-        "config": {**winner.params, "dropout": dropout, "batch_size_used": winner.batch_size,
-                   "cell": str(winner.params.get("cell", config.model.cell)), "vocab_size": len(prepared.vocab)},
+        "config": {**winner.params, "dropout": spec.dropout, "batch_size_used": spec.batch_size,
+                   "cell": spec.cell, "vocab_size": spec.vocab_size},
         "task": config.task,
         "metric": metric,
         "mode": mode,
@@ -142,11 +163,8 @@ def retrain(run_dir: str | Path, epochs: int = 10, patience: int = 3, dropout: f
         f"final_{metric}": float(table[metric].iloc[-1]),
         "best_epoch": kept + 1,
         "epochs": len(table),
-        "data": {**_plain_settings(settings), "fingerprint": prepared.fingerprint, **task.card(prepared)},
+        "data": {**_plain_settings(settings), "fingerprint": prepared.fingerprint, **task.card(prepared, spec)},
     }
-    (out / "card.json").write_text(json.dumps(card, indent=2))  # export reads it back
-    paths["export"] = export(run_dir)
-    return paths
 
 
 def export(run_dir: str | Path) -> Path:
@@ -183,12 +201,3 @@ def _vocabulary(run_dir: Path, winner: Winner):
 
 def _plain_settings(settings) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in settings.__dict__.items()}
-
-
-def _describe(params: dict[str, Any]) -> str:
-    text = (f"embedding {params['embedding_size']}, hidden {params['hidden_size']} x {params['num_layers']} "
-            f"layer(s), lr {float(params['learning_rate']):.2e}")
-    if "seq_len" in params:  # a classifier
-        text = (f"{params.get('cell', '')}{' bidirectional' if params['bidirectional'] else ''} "
-                f"{text}, seq_len {params['seq_len']} ({params['padding']}-padded, {params['truncating']}-truncated)")
-    return text.strip()

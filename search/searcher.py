@@ -1,20 +1,47 @@
-"""The searcher: Ray Tune's ``OptunaSearch`` (TPE) with its study kept in SQLite in the run folder.
+"""The searcher and the scheduler of a sweep, built from its config: Ray Tune's own classes.
+
+``searcher.kind`` says how configurations are proposed, ``scheduler.kind`` how trials are
+stopped early; the ``asha`` section holds the knobs the schedulers share::
+
+    searcher.kind   tpe (default)    OptunaSearch + TPESampler(seed, n_startup_trials)   study in optuna.db
+                    random           OptunaSearch + RandomSampler(seed)                   study in optuna.db
+    scheduler.kind  asha (default)   ASHAScheduler(max_t=max_epochs, grace_period, reduction_factor)
+                    fifo             FIFOScheduler: no early stopping
+                    hyperband        HyperBandScheduler(max_t=max_epochs, reduction_factor)
+                    median           MedianStoppingRule(grace_period)
+
+Each counts time in epochs (Tune's ``training_iteration``: the trainable reports once an epoch).
+
+Not offered, on purpose: PBT, whose exploit step restarts a trial from another's checkpoint
+with perturbed values: our checkpoint is the whole Keras model (layers, dropout, optimizer and
+its learning rate) with the batch size beside it, so the new values would never take effect.
+BOHB (``TuneBOHB`` + ``HyperBandForBOHB``): it needs ``hpbandster`` and ``ConfigSpace``, which
+are not among our dependencies, and it leaves trials paused at the end of a sweep whose
+``num_samples`` does not fill its brackets.
 
 The study in ``RUN_DIR/optuna.db`` is what ``optuna-dashboard sqlite:///RUN_DIR/optuna.db``
 shows while the sweep runs and after it. Ray Tune still owns the searcher's state for a
 resume: it pickles the searcher (the storage reconnects by its URL) with every experiment
 checkpoint.
 
-Its own module so that the class can be unpickled from ``tuner.pkl`` when a sweep resumes.
+Its own module so that ``ResumableOptunaSearch`` can be unpickled from ``tuner.pkl`` when a sweep resumes.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import optuna
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule, TrialScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
+
+from lstm_sweep.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lstm_sweep.search.config import SweepConfig
 
 log = logging.getLogger("lstm_sweep.search")
 
@@ -37,12 +64,94 @@ class ResumableOptunaSearch(OptunaSearch):
             log.debug("trial %s: its Optuna trial has already finished; report not recorded", trial_id)
 
 
-def make_searcher(run_dir: str | Path, seed: int, n_startup_trials: int) -> ResumableOptunaSearch:
-    """A seeded TPE searcher whose study lives in ``run_dir/optuna.db``, named after the run."""
+def make_searcher(config: SweepConfig, run_dir: str | Path) -> Searcher | None:
+    """The searcher ``config.searcher.kind`` names, seeded by ``searcher.seed``.
+
+    - ``tpe``: the Tree-structured Parzen Estimator (Bergstra, Bardenet, Bengio and Kégl,
+      "Algorithms for Hyper-Parameter Optimization", NeurIPS 2011), Optuna's ``TPESampler``:
+      ``n_startup_trials`` random proposals, then each one where a density model of the good
+      results beats that of the bad.
+    - ``random``: random search (Bergstra and Bengio, JMLR 2012), Optuna's ``RandomSampler``
+      through the same ``OptunaSearch`` rather than Tune's ``BasicVariantGenerator``: the run
+      folder keeps its ``optuna.db`` (optuna-dashboard shows a random sweep beside a TPE one)
+      and a resume goes on the same way.
+
+    The Optuna study lives in ``run_dir/optuna.db``, named after the run folder. With every
+    value fixed there is nothing to search: None, and Tune's default generator repeats the one
+    config ``num_samples`` times (seeds aside, a repeatability check).
+
+    Example:
+        >>> from lstm_sweep.search.config import parse_config
+        >>> config = parse_config({"searcher": {"kind": "random", "seed": 3},
+        ...                        "space": {"hidden_size": {"choice": [32, 64]}}})
+        >>> make_searcher(config, "runs/demo")  # creates runs/demo/optuna.db  # doctest: +SKIP
+        <lstm_sweep.search.searcher.ResumableOptunaSearch object at 0x...>
+    """
+    if not config.searched():
+        return None
+    settings = config.searcher
+    _check_kind("searcher.kind", settings.kind, tuple(_SAMPLERS))
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial is noise
     path = (Path(run_dir) / STUDY_FILE).resolve()  # absolute: the URL is kept as given
     return ResumableOptunaSearch(
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials),
+        sampler=_SAMPLERS[settings.kind](settings),
         storage=optuna.storages.RDBStorage(f"sqlite:///{path}"),
         study_name=Path(run_dir).name,
     )
+
+
+_SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
+    "tpe": lambda s: optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials),
+    "random": lambda s: optuna.samplers.RandomSampler(seed=s.seed),
+}
+
+
+def make_scheduler(config: SweepConfig) -> TrialScheduler:
+    """The trial scheduler ``config.scheduler.kind`` names, with its knobs from ``config.asha``.
+
+    Time is counted in epochs (``training_iteration``); metric and mode come from the Tuner.
+
+    - ``asha``: Asynchronous Successive Halving (Li et al., "A System for Massively Parallel
+      Hyperparameter Tuning", arXiv 2018, MLSys 2020): from ``grace_period`` epochs on, at
+      rungs ``reduction_factor`` times apart up to ``budget.max_epochs``, a trial not in the
+      best ``1/reduction_factor`` of those that reached the rung stops.
+    - ``fifo``: every trial runs to ``max_epochs`` (the baseline stop aside).
+    - ``hyperband``: HyperBand (Li et al., "Hyperband: A Novel Bandit-Based Approach to
+      Hyperparameter Optimization", ICLR 2017, JMLR 2018): successive halving over brackets
+      of different starting budgets, synchronous: a trial pauses at each milestone until its
+      bracket's others get there, and resumes from its checkpoint. With ``max_concurrent``
+      below a bracket's size it halves less (ASHA, its asynchronous successor, does not wait).
+    - ``median``: the median stopping rule (Golovin et al., "Google Vizier: A Service for
+      Black-Box Optimization", KDD 2017): after ``grace_period`` epochs, a trial whose best
+      result is worse than the median of the others' running averages stops. It needs 3
+      others to compare with (Ray's default); until then it may pause a trial so that waiting
+      ones run.
+
+    The baseline stop (``asha.stop_at_baseline``) is the trainable's, whatever the scheduler.
+
+    Example:
+        >>> from lstm_sweep.search.config import parse_config
+        >>> config = parse_config({"scheduler": {"kind": "hyperband"}, "asha": {"reduction_factor": 3}})
+        >>> make_scheduler(config)  # doctest: +ELLIPSIS
+        <ray.tune.schedulers.hyperband.HyperBandScheduler object at 0x...>
+    """
+    kind = config.scheduler.kind
+    _check_kind("scheduler.kind", kind, tuple(_SCHEDULERS))
+    return _SCHEDULERS[kind](config.budget.max_epochs, config.asha)
+
+
+_EPOCHS = "training_iteration"  # one report per epoch, so Tune's iteration count is the epoch count
+_SCHEDULERS: dict[str, Callable[..., TrialScheduler]] = {
+    "asha": lambda max_epochs, asha: ASHAScheduler(time_attr=_EPOCHS, max_t=max_epochs, grace_period=asha.grace_period,
+                                                   reduction_factor=asha.reduction_factor),
+    "fifo": lambda max_epochs, asha: FIFOScheduler(),
+    "hyperband": lambda max_epochs, asha: HyperBandScheduler(time_attr=_EPOCHS, max_t=max_epochs,
+                                                             reduction_factor=asha.reduction_factor),
+    "median": lambda max_epochs, asha: MedianStoppingRule(time_attr=_EPOCHS, grace_period=asha.grace_period),
+}
+
+
+def _check_kind(key: str, kind: str, known: tuple[str, ...]) -> None:
+    """``parse_config`` refuses an unknown kind already; this guards a config built by hand."""
+    if kind not in known:
+        raise ConfigError(f"{key}: {kind!r} must be one of {', '.join(known)}")

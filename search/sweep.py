@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import yaml
 
@@ -109,7 +109,7 @@ def _dashboard_url(context: Any) -> str | None:
     return url if url.startswith("http") else f"http://{url}"
 
 
-def build_trainable(config: SweepConfig, sizer: TrialSizer, trial_options: dict[str, Any] | None = None):
+def build_trainable(config: SweepConfig, sizer: TrialSizer, trial_hooks: Sequence[Any] = ()):
     """The trainable Ray Tune runs: :func:`search.trainable.train_trial` with the sweep's fixed
     arguments, and resources that are a function of each trial's config (``sizer.placement``)."""
     from ray import tune
@@ -117,38 +117,34 @@ def build_trainable(config: SweepConfig, sizer: TrialSizer, trial_options: dict[
     from lstm_sweep.search.trainable import train_trial, trial_arguments
 
     return tune.with_resources(
-        tune.with_parameters(train_trial, **trial_arguments(config, sizer), **(trial_options or {})),
+        tune.with_parameters(train_trial, **trial_arguments(config, sizer), hooks=tuple(trial_hooks)),
         sizer.placement,
     )
 
 
 def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
-                trial_options: dict[str, Any] | None = None, callbacks: list | None = None):
+                trial_hooks: Sequence[Any] = (), callbacks: list | None = None):
     """The Ray Tune ``Tuner`` for ``config``, storing its experiment in ``run_dir/ray``.
 
     ``sizer`` gives each trial its resources (``tune.with_resources`` with a function of the
-    trial's config) and its batch; ``trial_options`` are further keyword arguments of
+    trial's config) and its batch; ``trial_hooks`` add Keras callbacks to every trial's training
+    (:class:`search.trainable.TrialHook`; tests inject faults with them), the ``hooks`` of
     :func:`search.trainable.train_trial`; ``callbacks`` are Ray Tune callbacks.
     """
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
-    from lstm_sweep.search.searcher import make_searcher
+    from lstm_sweep.search.searcher import make_scheduler, make_searcher
 
     return tune.Tuner(
-        build_trainable(config, sizer, trial_options),
+        build_trainable(config, sizer, trial_hooks),
         param_space=config.param_space(),
         tune_config=tune.TuneConfig(
             metric=config.metric,
             mode=config.mode,
-            # Optuna needs something to search; with every value fixed, Tune's default
-            # generator repeats the one config num_samples times (seeds aside, a repeatability check).
-            search_alg=(make_searcher(run_dir, config.searcher.seed, config.searcher.n_startup_trials)
-                        if config.searched() else None),
-            # One report per epoch, so Tune's training_iteration is the epoch count.
-            scheduler=ASHAScheduler(time_attr="training_iteration", max_t=config.budget.max_epochs,
-                                    grace_period=config.asha.grace_period,
-                                    reduction_factor=config.asha.reduction_factor),
+            # searcher.kind (TPE by default, its study in run_dir/optuna.db); None with every
+            # value fixed: Tune's default generator repeats the one config num_samples times.
+            search_alg=make_searcher(config, run_dir),
+            scheduler=make_scheduler(config),  # scheduler.kind, ASHA by default; time in epochs
             num_samples=config.budget.num_samples,
             max_concurrent_trials=config.budget.max_concurrent,
             time_budget_s=config.budget.max_minutes * 60 or None,
@@ -170,7 +166,7 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
 
 def run_sweep(config: SweepConfig, name: str | None = None, address: str | None = None,
               num_cpus: int | None = None, num_gpus: int | None = None,
-              trial_options: dict[str, Any] | None = None, dashboard_host: str = LOCALHOST,
+              trial_hooks: Sequence[Any] = (), dashboard_host: str = LOCALHOST,
               callbacks: list | None = None) -> SweepOutcome:
     """Run the whole sweep in a new run folder ``<output>/<name>`` and write its results there.
 
@@ -180,7 +176,7 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         address: an existing Ray cluster to join; None starts a local Ray on 127.0.0.1.
         num_cpus: CPUs of a local Ray (default: all of the machine's).
         num_gpus: GPUs of a local Ray (default: those it finds).
-        trial_options: further keyword arguments of :func:`search.trainable.train_trial`.
+        trial_hooks: hooks adding Keras callbacks to every trial (:class:`search.trainable.TrialHook`).
         dashboard_host: where a local Ray's dashboard listens (127.0.0.1 unless asked).
         callbacks: Ray Tune callbacks (benchmarks time trials with them).
 
@@ -211,12 +207,12 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
     # them back. A searched vocab_size re-tokenizes per trial, and the winner's vocabulary is
     # rebuilt from the same cache at retrain time.
     task.write_data_files(prepared, run_dir)
-    tuner = build_tuner(config, run_dir, sizer, trial_options, callbacks)
+    tuner = build_tuner(config, run_dir, sizer, trial_hooks, callbacks)
     return _fit_and_write(tuner, config, run_dir)
 
 
 def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int | None = None,
-                 num_gpus: int | None = None, trial_options: dict[str, Any] | None = None,
+                 num_gpus: int | None = None, trial_hooks: Sequence[Any] = (),
                  dashboard_host: str = LOCALHOST) -> SweepOutcome:
     """Go on with the sweep in ``run_dir`` after its driver stopped (Ctrl-C, a crash, SIGKILL).
 
@@ -249,7 +245,7 @@ def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int 
     _start(address, num_cpus, num_gpus, dashboard_host)
     sizer = make_sizer(config, len(prepared.vocab), ray_nodes(), num_classes=task.num_classes(prepared))
     print(f"resuming {run_dir}")
-    tuner = tune.Tuner.restore(str(experiment), build_trainable(config, sizer, trial_options),
+    tuner = tune.Tuner.restore(str(experiment), build_trainable(config, sizer, trial_hooks),
                                resume_unfinished=True, resume_errored=False)
     return _fit_and_write(tuner, config, run_dir)
 
@@ -292,11 +288,13 @@ def _fit_and_write(tuner, config: SweepConfig, run_dir: Path) -> SweepOutcome:
 
 
 def _interrupted(results, num_samples: int) -> bool:
-    """Whether the sweep stopped before every trial ended: a trial that neither errored nor
-    reported ``done`` (finished, stopped by ASHA) was cut short, or some never started."""
+    """Whether the sweep stopped before every trial ended: some never started, or a trial is
+    neither terminated nor errored (Ctrl-C leaves it running or pending). Ray's trial status,
+    not the last report's ``done``: HyperBand ends the trials it paused at a milestone without
+    another report, so their last ``done`` stays false."""
     if results is None:
         return True
-    return len(results) < num_samples or any(r.error is None and not r.metrics.get("done") for r in results)
+    return len(results) < num_samples or results.num_terminated + results.num_errors < len(results)
 
 
 def rebuild_results(run_dir: str | Path) -> SweepOutcome:

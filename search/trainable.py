@@ -1,6 +1,8 @@
 """The Ray Tune trainable: one trial = one model trained epoch by epoch, reported to Tune.
 
 Thin on purpose: it wires a config to ``data_pipeline`` and ``model`` and reports to Ray.
+:func:`train_trial` reads as its steps: plan, configure the device, read the data, build the
+spec, resume, train.
 
 1. Plan: the trial's batch is cut to what fits its memory budget (``search.resources``); a
    config that fits at no batch reports ``outcome: infeasible`` and ends before training.
@@ -10,7 +12,7 @@ Thin on purpose: it wires a config to ``data_pipeline`` and ``model`` and report
    ASHA and the searcher read) with a checkpoint of the whole Keras model (weights and
    optimizer state), so ASHA can stop it between epochs and a trial whose worker died
    resumes where it was, not from epoch 0.
-4. From epoch ``baseline_after`` on (the ASHA grace period; ``asha.stop_at_baseline``), a trial
+4. From the ASHA grace period on (``asha.stop_at_baseline``), a trial
    whose metric is no better than its task's baseline (``data_pipeline.baselines``: the unigram
    model, the class frequencies) reports ``outcome: at_baseline`` and stops: it has learned
    nothing from the context yet. Every report carries that ``baseline``.
@@ -28,7 +30,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 import keras
 import psutil
@@ -38,100 +40,111 @@ from ray import tune
 
 from lstm_sweep.data_pipeline.dataset import BUILTIN
 from lstm_sweep.model import configure_threads, save_checkpoint, set_seed
+from lstm_sweep.model.cells import Cell, register_cell, registered_cells
 from lstm_sweep.model.devices import PeakMemory, configure_gpu
 from lstm_sweep.model.train import CHECKPOINT_DIR
-from lstm_sweep.search.resources import TrialSizer
+from lstm_sweep.search.config import SweepConfig
+from lstm_sweep.search.resources import TrialPlan, TrialSizer
 from lstm_sweep.search.tasks import get_task
 
 STATE_FILE = "state.json"  # epoch, batch size and OOM retries, beside the model
 OUT_OF_MEMORY = (tf.errors.ResourceExhaustedError, MemoryError)
 
 
-def train_trial(config: dict[str, Any], *, data: dict[str, Any], max_epochs: int, seed: int,
-                sizer: TrialSizer, task: str = "language_model", metric: str = "val_loss", mode: str = "min",
-                baseline_after: int = 0, cell: str = "lstm", precision: str = "float32",
-                max_oom_retries: int = 3, inject_oom_above: int = 0, inject_oom_from_epoch: int = 0) -> None:
+class TrialHook(Protocol):
+    """Something that adds Keras callbacks to each training attempt of a trial (fault injection
+    in tests: :class:`InjectOutOfMemory`). Hooks travel to the trials with the sweep, so they
+    must be picklable; they never change what a trial reports."""
+
+    def callbacks(self, batch_size: int) -> list[keras.callbacks.Callback]: ...
+
+
+def train_trial(config: dict[str, Any], *, sweep: SweepConfig, sizer: TrialSizer, cells: Sequence[Cell] = (),
+                hooks: Sequence[TrialHook] = ()) -> None:
     """Train one configuration; used as ``tune.with_parameters(train_trial, ...)``.
 
     Args:
-        config: the trial's hyperparameters (``embedding_size``, ``hidden_size``,
-            ``num_layers``, ``dropout``, ``learning_rate``, ``batch_size``, maybe
-            ``vocab_size`` and ``cell``; a classifier's ``seq_len``, ``padding``,
-            ``truncating``, ``bidirectional``), from Tune.
-        data: the data settings' fields; the tokenized arrays come from the node's cache.
-        max_epochs: the last epoch, when ASHA lets the trial run to the end.
-        seed: seeds weights and shuffling, so the same config trains the same way.
+        config: the trial's hyperparameters from Tune (the searched and fixed values of the
+            sweep's space); :class:`model.spec.ModelSpec` reads them.
+        sweep: the validated sweep (its data path made absolute on the driver); the tokenized
+            arrays come from the node's cache.
         sizer: plans the trial's batch and memory (the same object Ray sized it with).
-        task: ``language_model`` or ``classify`` (``search.tasks``).
-        metric, mode: the sweep's metric and its direction.
-        baseline_after: from this epoch on, stop when ``metric`` is no better than the task's
-            baseline; 0: never.
-        cell: the recurrent cell (``lstm``, ``gru``, ``rnn``) unless the trial searches it.
-        precision: ``float32``, or ``mixed_float16`` on a GPU.
-        max_oom_retries: out-of-memory errors survived by halving the batch.
-        inject_oom_above, inject_oom_from_epoch: tests only: raise an out-of-memory error in
-            every training step with a batch larger than ``inject_oom_above`` from epoch
-            ``inject_oom_from_epoch`` (0-based) on.
+        cells: the cells registered on the driver (``model.cells``), registered here too, so a
+            plug-in cell needs no import in the workers.
+        hooks: add Keras callbacks to each training attempt (tests inject faults with them).
     """
     entered = time.time()
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint is noise
-    job = get_task(task)
+    for cell in cells:
+        register_cell(cell, replace=True)
+    task = get_task(sweep.task)
     plan = sizer.plan(config)
     if not plan.feasible:
         # The searcher reads a worst value as "do not come back here"; nothing is trained.
-        tune.report({**plan.metrics(), "epoch": 0, **job.worst(), "oom_retries": 0,
+        tune.report({**plan.metrics(), "epoch": 0, **task.worst(), "oom_retries": 0,
                      "outcome": "infeasible", "reason": plan.reason, "node": _node()})
         return
+    _configure_device(plan, sweep)
+    set_seed(sweep.searcher.seed)
+    prepared = task.prepare(task.settings(dataclasses.asdict(sweep.data), config))
+    meter = PeakMemory()  # after the data, before the model: what the memory model predicts
+    spec = task.spec(config, prepared, sweep, batch_size=plan.batch_size_used)
+    model, state = _resume(plan)
+    baseline = _Baseline(task, prepared, sweep.metric, sweep.mode,
+                         sweep.asha.grace_period if sweep.asha.stop_at_baseline else 0)
+    reporter = _ReportToTune(plan, meter, state, started=entered, job=task, baseline=baseline)
+    try:
+        _train(task, prepared, spec, model, reporter, sweep, hooks)
+    finally:
+        reporter.close()
 
+
+def _configure_device(plan: TrialPlan, sweep: SweepConfig) -> None:
+    """Threads as the CPUs Ray gave the trial; on a GPU, TensorFlow capped at the trial's share
+    and mixed precision if asked. Before TensorFlow runs its first op."""
     configure_threads(max(1, int(plan.cpu)))
     on_gpu = configure_gpu(plan.budget_bytes if plan.gpu and plan.gpu < 1 else None)
-    if precision == "mixed_float16" and on_gpu:
+    if sweep.model.precision == "mixed_float16" and on_gpu:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    set_seed(seed)
-    prepared = job.prepare(job.settings(data, config))
-    meter = PeakMemory()
 
-    state = {"epoch": 0, "batch_size": plan.batch_size_used, "oom_retries": 0}
-    model = None
+
+def _resume(plan: TrialPlan) -> tuple[keras.Model | None, dict[str, int]]:
+    """The model and state of the checkpoint Tune restarts this trial from, or none and a fresh state."""
     checkpoint = tune.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            model, state = _load(Path(folder))
-    baseline = _Baseline(job, prepared, metric, mode, baseline_after)
-    reporter = _ReportToTune(plan, meter, state, started=entered, job=job, baseline=baseline)
-    try:
-        while state["epoch"] < max_epochs:
+            return _load(Path(folder))
+    return None, {"epoch": 0, "batch_size": plan.batch_size_used, "oom_retries": 0}
+
+
+def _train(task, prepared, spec, model, reporter: "_ReportToTune", sweep: SweepConfig,
+           hooks: Sequence[TrialHook]) -> None:
+    """Fit epoch by epoch up to ``budget.max_epochs``; an out-of-memory error halves the batch
+    and goes on from the last finished epoch (the safety net under the memory model)."""
+    seed, max_epochs, started_from = sweep.searcher.seed, sweep.budget.max_epochs, tune.get_checkpoint()
+    while reporter.state["epoch"] < max_epochs:
+        if model is None:
+            built = time.perf_counter()
+            model = task.build(spec)
+            reporter.build_seconds += time.perf_counter() - built
+        batch = reporter.state["batch_size"]
+        callbacks = [reporter, *(callback for hook in hooks for callback in hook.callbacks(batch))]
+        try:
+            task.fit(model, *task.datasets(prepared, spec.with_batch(batch), seed), epochs=max_epochs,
+                     initial_epoch=reporter.state["epoch"], callbacks=callbacks)
+        except OUT_OF_MEMORY as e:
+            retries = reporter.state["oom_retries"] + 1
+            if retries > sweep.resources.max_oom_retries or batch // 2 < 1:
+                tune.report({**reporter.last_metrics(), "oom_retries": retries, "outcome": "out_of_memory",
+                             "reason": f"out of memory at batch {batch} after {retries - 1} halvings "
+                                       f"({type(e).__name__})"})
+                return
+            reporter.state = {**reporter.state, "batch_size": batch // 2, "oom_retries": retries}
+            model = _restore(reporter.folder, started_from)
             if model is None:
-                built = time.perf_counter()
-                model = job.build(prepared, config, cell=cell, dropout=float(config["dropout"]))
-                reporter.build_seconds += time.perf_counter() - built
-            batch = state["batch_size"]
-            callbacks = [reporter]
-            if batch > inject_oom_above > 0:
-                callbacks.append(_InjectedOOM(inject_oom_above, inject_oom_from_epoch))
-            try:
-                job.fit(model, *job.datasets(prepared, config, batch, seed), epochs=max_epochs,
-                        initial_epoch=state["epoch"], callbacks=callbacks)
-            except OUT_OF_MEMORY as e:
-                # Back to the last finished epoch, with half the batch.
-                state = {**reporter.state, "oom_retries": reporter.state["oom_retries"] + 1}
-                if state["oom_retries"] > max_oom_retries or batch // 2 < 1:
-                    tune.report({**reporter.last_metrics(), "oom_retries": state["oom_retries"],
-                                 "outcome": "out_of_memory",
-                                 "reason": f"out of memory at batch {batch} after {state['oom_retries'] - 1} "
-                                           f"halvings ({type(e).__name__})"})
-                    return
-                state["batch_size"] = batch // 2
-                reporter.state = state
-                model = _restore(reporter.folder, checkpoint)
-                if model is None:
-                    set_seed(seed)  # no epoch finished yet: the same initial weights as the first try
-            else:
-                state = reporter.state
-                if reporter.at_baseline:
-                    break
-    finally:
-        reporter.close()
+                set_seed(seed)  # no epoch finished yet: the same initial weights as the first try
+        else:
+            return  # the last epoch, or stopped at the baseline
 
 
 class _ReportToTune(keras.callbacks.Callback):
@@ -215,19 +228,34 @@ class _Baseline:
                 f"{self.name} ({self.value:.4f})")
 
 
-class _InjectedOOM(keras.callbacks.Callback):
-    """Tests only: fail the first training step as a GPU out of memory would."""
+@dataclasses.dataclass(frozen=True)
+class InjectOutOfMemory:
+    """A :class:`TrialHook` that fails training as a GPU out of memory would: every training
+    step with a batch larger than ``above`` raises ``ResourceExhaustedError``, from epoch
+    ``from_epoch`` (0-based) on. For tests of the OOM safety net, and for trying it on a machine.
 
-    def __init__(self, above: int, from_epoch: int):
+    Example:
+        >>> run_sweep(config, trial_hooks=[InjectOutOfMemory(above=32, from_epoch=1)])  # doctest: +SKIP
+    """
+
+    above: int
+    from_epoch: int = 0
+
+    def callbacks(self, batch_size: int) -> list[keras.callbacks.Callback]:
+        return [_FailSteps(self)] if batch_size > self.above else []
+
+
+class _FailSteps(keras.callbacks.Callback):
+    def __init__(self, fault: InjectOutOfMemory):
         super().__init__()
-        self.above, self.from_epoch, self.epoch = above, from_epoch, 0
+        self.fault, self.epoch = fault, 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        if self.epoch >= self.from_epoch:
-            raise tf.errors.ResourceExhaustedError(None, None, f"injected OOM at batch size > {self.above}")
+        if self.epoch >= self.fault.from_epoch:
+            raise tf.errors.ResourceExhaustedError(None, None, f"injected OOM at batch size > {self.fault.above}")
 
 
 def _restore(folder: Path | None, checkpoint: tune.Checkpoint | None) -> keras.Model | None:
@@ -250,21 +278,11 @@ def _node() -> str:
     return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
 
-def trial_arguments(config, sizer: TrialSizer) -> dict[str, Any]:
-    """The fixed keyword arguments of :func:`train_trial` for a ``SweepConfig``."""
-    return {
-        "data": _absolute_path(dataclasses.asdict(config.data)),
-        "max_epochs": config.budget.max_epochs,
-        "seed": config.searcher.seed,
-        "sizer": sizer,
-        "task": config.task,
-        "metric": config.metric,
-        "mode": config.mode,
-        "baseline_after": config.asha.grace_period if config.asha.stop_at_baseline else 0,
-        "cell": config.model.cell,
-        "precision": config.model.precision,
-        "max_oom_retries": config.resources.max_oom_retries,
-    }
+def trial_arguments(config: SweepConfig, sizer: TrialSizer) -> dict[str, Any]:
+    """The fixed keyword arguments of :func:`train_trial` for a sweep: the sweep itself (its data
+    path absolute), the sizer and the registered cells."""
+    data = dataclasses.replace(config.data, **_absolute_path(dataclasses.asdict(config.data)))
+    return {"sweep": dataclasses.replace(config, data=data), "sizer": sizer, "cells": registered_cells()}
 
 
 def _absolute_path(data: dict[str, Any]) -> dict[str, Any]:

@@ -134,17 +134,19 @@ def test_padding_and_truncation_sides(padding, truncating, expected):
 
 
 def test_the_task_pads_each_trial_to_its_own_length_and_side(tmp_path):
+    from lstm_sweep.model.spec import ModelSpec
     from lstm_sweep.search.tasks import get_task
 
     data = prepare_labelled(LabelledSettings(builtin_examples=300), cache_dir=tmp_path)
     task = get_task("classify")
     longest = max(len(x) for x in data.val_ids)
     params = {"seq_len": 5, "padding": "post", "truncating": "post"}
-    x = task.padded(data, params)
+    spec = ModelSpec(vocab_size=len(data.vocab), num_classes=2, **params)
+    x = task.padded(data, spec)
     assert x.shape == (len(data.val_ids), 5)
     for row, ids in zip(x, data.val_ids):
         assert row[:min(5, len(ids))].tolist() == ids[:5].tolist()
-    wide = task.padded(data, {**params, "seq_len": longest + 3, "padding": "pre"})
+    wide = task.padded(data, spec.replace(seq_len=longest + 3, padding="pre"))
     assert (wide[:, :3] == 0).all() and wide.shape[1] == longest + 3
 
 

@@ -88,9 +88,8 @@ def test_the_sizer_plans_each_classifier_trial_at_its_own_length():
     long = sizer.plan({**trial, "seq_len": 1024, "bidirectional": False})
     both_ways = sizer.plan({**trial, "seq_len": 1024, "bidirectional": True})
     assert short.batch_size_used > long.batch_size_used > both_ways.batch_size_used > 0
-    assert long.predicted_peak_bytes == estimate_peak_bytes({**sizer.model_config({**trial, "seq_len": 1024,
-                                                                                    "bidirectional": False}),
-                                                             "batch_size": long.batch_size_used})
+    assert long.predicted_peak_bytes == estimate_peak_bytes(
+        sizer.spec({**trial, "seq_len": 1024, "bidirectional": False}).with_batch(long.batch_size_used))
 
 
 @pytest.mark.parametrize("padding", ["pre", "post"])
@@ -122,5 +121,5 @@ def test_trials_read_a_relative_data_path_from_the_drivers_folder(tmp_path, monk
 
     monkeypatch.chdir(tmp_path)
     config = parse_config({"task": "classify", "data": {"path": "artists.csv"}})
-    assert trial_arguments(config, sizer=None)["data"]["path"] == str(tmp_path / "artists.csv")
-    assert trial_arguments(parse_config({}), sizer=None)["data"]["path"] == "builtin"
+    assert trial_arguments(config, sizer=None)["sweep"].data.path == str(tmp_path / "artists.csv")
+    assert trial_arguments(parse_config({}), sizer=None)["sweep"].data.path == "builtin"

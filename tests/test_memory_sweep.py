@@ -13,6 +13,7 @@ import pytest
 from lstm_sweep.results import load_experiment
 from lstm_sweep.search.resources import GiB, TrialSizer
 from lstm_sweep.search.sweep import run_sweep
+from lstm_sweep.search.trainable import InjectOutOfMemory
 
 pytestmark = pytest.mark.slow
 
@@ -61,7 +62,7 @@ def test_an_oom_halves_the_batch_and_resumes_from_the_last_epoch(tmp_path, local
     # Epochs of 19 steps: a trial may still trail the unigram model after the first; it must go on.
     config = tiny_sweep(tmp_path, samples=1, epochs=3, space={"batch_size": 64},
                         asha={"grace_period": 1, "reduction_factor": 2, "stop_at_baseline": False})
-    run_sweep(config, name="run", trial_options={"inject_oom_above": 32, "inject_oom_from_epoch": 1})
+    run_sweep(config, name="run", trial_hooks=[InjectOutOfMemory(above=32, from_epoch=1)])
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
     curves = pd.read_csv(tmp_path / "run" / "curves.csv")
 
@@ -77,7 +78,7 @@ def test_an_oom_halves_the_batch_and_resumes_from_the_last_epoch(tmp_path, local
 def test_a_trial_out_of_retries_fails_with_the_reason(tmp_path, local_ray, tiny_sweep):
     config = tiny_sweep(tmp_path, samples=1, epochs=1, space={"batch_size": 64},
                         resources={"max_oom_retries": 2})
-    run_sweep(config, name="run", trial_options={"inject_oom_above": 8})
+    run_sweep(config, name="run", trial_hooks=[InjectOutOfMemory(above=8)])
     row = pd.read_csv(tmp_path / "run" / "trials.csv").iloc[0]
     assert row.status == "failed" and row.epochs == 0
     assert row.oom_retries == 3

@@ -1,0 +1,206 @@
+"""The searcher and the scheduler, built from ``searcher.kind`` and ``scheduler.kind``: Ray Tune's own classes."""
+
+import dataclasses
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+from ray.tune.search.optuna import OptunaSearch
+
+from lstm_sweep.errors import ConfigError
+from lstm_sweep.search import searcher as searcher_module
+from lstm_sweep.search.config import SchedulerSettings, SearcherSettings, load_config, parse_config
+from lstm_sweep.search.searcher import ResumableOptunaSearch, make_scheduler, make_searcher
+
+SEARCHED = {"hidden_size": {"choice": [8, 16]}, "learning_rate": {"loguniform": [1e-3, 1e-2]}}
+
+
+def config_with(**sections):
+    return parse_config({"budget": {"max_epochs": 8}, "asha": {"grace_period": 2, "reduction_factor": 3},
+                         "space": SEARCHED} | sections)
+
+
+def same_seed(sampler, seed: int) -> bool:
+    """Whether an Optuna sampler's random state is the one ``seed`` starts."""
+    return sampler._rng.rng.randint(2**30) == np.random.RandomState(seed).randint(2**30)
+
+
+# --- defaults: today's TPE and ASHA ---------------------------------------------------------------
+
+def test_the_defaults_are_tpe_and_asha():
+    config = parse_config({})
+    assert config.searcher.kind == "tpe" and config.scheduler.kind == "asha"
+
+
+def test_the_factories_build_exactly_the_kinds_the_config_allows():
+    assert tuple(searcher_module._SCHEDULERS) == SchedulerSettings.KINDS
+    assert tuple(searcher_module._SAMPLERS) == SearcherSettings.KINDS
+
+
+# --- schedulers -------------------------------------------------------------------------------------
+
+def test_asha_gets_max_epochs_grace_period_and_reduction_factor():
+    scheduler = make_scheduler(config_with(scheduler={"kind": "asha"}))
+    assert isinstance(scheduler, ASHAScheduler)
+    assert scheduler._time_attr == "training_iteration"
+    assert scheduler._max_t == 8 and scheduler._reduction_factor == 3
+    assert len(scheduler._brackets) == 1
+    assert [milestone for milestone, _ in scheduler._brackets[0]._rungs] == [6, 2]  # grace_period * 3**k < 8
+
+
+def test_fifo_stops_nothing():
+    assert type(make_scheduler(config_with(scheduler={"kind": "fifo"}))) is FIFOScheduler
+
+
+def test_hyperband_gets_max_epochs_and_reduction_factor():
+    scheduler = make_scheduler(config_with(scheduler={"kind": "hyperband"}))
+    assert type(scheduler) is HyperBandScheduler
+    assert scheduler._time_attr == "training_iteration"
+    assert scheduler._max_t_attr == 8 and scheduler._eta == 3
+
+
+def test_median_stopping_gets_the_grace_period():
+    scheduler = make_scheduler(config_with(scheduler={"kind": "median"}))
+    assert type(scheduler) is MedianStoppingRule
+    assert scheduler._time_attr == "training_iteration" and scheduler._grace_period == 2
+    assert scheduler._hard_stop  # stops, never pauses, a trial below the median
+
+
+def test_the_metric_and_mode_are_left_to_the_tuner():
+    # TuneConfig(metric, mode) reaches every scheduler; one given twice would make Tune refuse.
+    for kind in ("asha", "hyperband", "median"):
+        scheduler = make_scheduler(config_with(scheduler={"kind": kind}))
+        assert scheduler._metric is None and scheduler._mode is None
+
+
+# --- searchers --------------------------------------------------------------------------------------
+
+def test_tpe_is_today_s_optuna_search_with_its_study_in_the_run_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    searcher = make_searcher(config_with(searcher={"seed": 7, "n_startup_trials": 3}), run_dir)
+    assert type(searcher) is ResumableOptunaSearch and isinstance(searcher, OptunaSearch)
+    assert type(searcher._sampler) is optuna.samplers.TPESampler
+    assert searcher._sampler._n_startup_trials == 3 and same_seed(searcher._sampler, 7)
+    assert searcher._storage.url == f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
+    assert searcher._study_name == "run"
+    assert (run_dir / "optuna.db").is_file()
+
+
+def test_random_is_optuna_s_random_sampler_with_the_same_study(tmp_path):
+    searcher = make_searcher(config_with(searcher={"kind": "random", "seed": 5}), tmp_path)
+    assert type(searcher) is ResumableOptunaSearch
+    assert type(searcher._sampler) is optuna.samplers.RandomSampler and same_seed(searcher._sampler, 5)
+    assert searcher._storage.url.endswith("/optuna.db") and searcher._study_name == tmp_path.name
+
+
+@pytest.mark.parametrize("kind", ["tpe", "random"])
+def test_nothing_searched_means_no_searcher(tmp_path, kind):
+    # Tune's default generator then repeats the one config num_samples times.
+    config = parse_config({"searcher": {"kind": kind}})
+    assert config.searched() == []
+    assert make_searcher(config, tmp_path) is None
+    assert not (tmp_path / "optuna.db").exists()
+
+
+def test_every_kind_survives_the_pickle_a_resume_reads_back(tmp_path):
+    # Ray Tune keeps the searcher and the scheduler in tuner.pkl; resume_sweep unpickles them.
+    import ray.cloudpickle as pickle
+
+    for kind in SchedulerSettings.KINDS:
+        scheduler = make_scheduler(config_with(scheduler={"kind": kind}))
+        assert type(pickle.loads(pickle.dumps(scheduler))) is type(scheduler)
+    for kind in SearcherSettings.KINDS:
+        searcher = make_searcher(config_with(searcher={"kind": kind}), tmp_path)
+        again = pickle.loads(pickle.dumps(searcher))
+        assert type(again._sampler) is type(searcher._sampler) and again._storage.url == searcher._storage.url
+
+
+# --- bad kinds: one line naming the key and what is allowed ------------------------------------
+
+@pytest.mark.parametrize("raw, message", [
+    ({"scheduler": {"kind": "pbt"}}, r"sweep.yaml: scheduler.kind: 'pbt' must be one of asha, fifo, hyperband, median$"),
+    ({"scheduler": {"kind": "bohb"}}, r"scheduler.kind: 'bohb' must be one of"),
+    ({"searcher": {"kind": "cmaes"}}, r"sweep.yaml: searcher.kind: 'cmaes' must be one of tpe, random$"),
+    ({"searcher": {"kind": "bohb"}, "space": SEARCHED}, r"searcher.kind: 'bohb' must be one of tpe, random"),
+    ({"scheduler": {"kind": "ASHA"}}, r"scheduler.kind: 'ASHA' must be one of"),  # names are lower case
+    ({"scheduler": {"type": "asha"}}, r"unknown key scheduler.type: expected one of kind"),
+    ({"scheduler": "asha"}, r"scheduler: must be a mapping"),
+])
+def test_a_bad_kind_is_a_config_error_naming_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(raw, source="sweep.yaml")
+
+
+def test_the_factories_refuse_a_kind_built_by_hand(tmp_path):
+    config = config_with()
+    with pytest.raises(ConfigError, match="scheduler.kind: 'pbt' must be one of asha, fifo"):
+        make_scheduler(dataclasses.replace(config, scheduler=SchedulerSettings(kind="pbt")))
+    with pytest.raises(ConfigError, match="searcher.kind: 'grid' must be one of tpe, random"):
+        make_searcher(dataclasses.replace(config, searcher=SearcherSettings(kind="grid")), tmp_path)
+
+
+# --- sweep.yaml round trip -------------------------------------------------------------------------
+
+def test_the_kinds_round_trip_through_sweep_yaml(tmp_path):
+    config = config_with(searcher={"kind": "random", "seed": 2}, scheduler={"kind": "median"})
+    raw = config.to_dict()
+    assert raw["searcher"] == {"kind": "random", "seed": 2, "n_startup_trials": 4}
+    assert raw["scheduler"] == {"kind": "median"}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))  # as run_sweep writes it
+    assert load_config(path) == config
+    # --set scheduler.kind=hyperband on the command line goes through the same mechanism.
+    assert config.with_overrides(**{"scheduler.kind": "hyperband"}).scheduler.kind == "hyperband"
+
+
+def test_an_old_sweep_yaml_without_the_kinds_reads_as_tpe_and_asha():
+    raw = parse_config({"space": SEARCHED}).to_dict()
+    del raw["scheduler"], raw["searcher"]["kind"]
+    config = parse_config(raw)
+    assert config.scheduler.kind == "asha" and config.searcher.kind == "tpe"
+
+
+def test_quick_yaml_names_the_defaults():
+    config = load_config("sweeps/quick.yaml")
+    assert config.searcher.kind == "tpe" and config.scheduler.kind == "asha"
+
+
+# --- one real sweep -----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_random_search_without_early_stopping_runs_every_trial_to_the_end(tmp_path, local_ray, tiny_sweep):
+    from lstm_sweep.search.sweep import run_sweep
+
+    config = tiny_sweep(tmp_path, samples=2, epochs=2, searcher={"kind": "random", "seed": 3},
+                        scheduler={"kind": "fifo"},
+                        # the baseline stop is the trainable's, not the scheduler's: off, so nothing stops
+                        asha={"grace_period": 1, "reduction_factor": 2, "stop_at_baseline": False})
+    outcome = run_sweep(config, name="run")
+    run_dir = tmp_path / "run"
+    assert not outcome.interrupted
+    assert load_config(run_dir / "sweep.yaml") == config
+
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 2 and set(trials.status) == {"completed"} and set(trials.epochs) == {2}
+    # Random proposals land in the same Optuna study as TPE's would.
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    assert len(study.trials) == 2
+    assert sorted(t.params["learning_rate"] for t in study.trials) == pytest.approx(sorted(trials.learning_rate))
+
+
+@pytest.mark.slow
+def test_a_hyperband_sweep_that_ran_to_its_end_is_not_an_interruption(tmp_path, local_ray, tiny_sweep):
+    """HyperBand ends the trials it paused at a milestone without another report (their last
+    ``done`` stays false): the sweep's end is read from Ray's trial statuses instead."""
+    from lstm_sweep.search.sweep import run_sweep
+
+    config = tiny_sweep(tmp_path, samples=4, epochs=3, scheduler={"kind": "hyperband"},
+                        asha={"grace_period": 1, "reduction_factor": 3, "stop_at_baseline": False})
+    outcome = run_sweep(config, name="run")
+    assert not outcome.interrupted
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(trials) == 4 and set(trials.status) <= {"completed", "early_stopped"}
