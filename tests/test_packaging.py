@@ -12,7 +12,7 @@ import pytest
 from lstm_sweep import __version__
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGE_FOLDERS = ("lstm_sweep", "data_pipeline", "model", "search", "results", "sweeps")
+PACKAGE_FOLDERS = ("common", "data_pipeline", "model", "search", "results", "sweeps")
 
 
 @pytest.mark.slow
@@ -75,3 +75,9 @@ def test_every_user_error_is_one_family():
     assert config_error is ConfigError
     assert all(issubclass(error, UserError) for error in (ConfigError, CorpusError, RunFolderError))
     assert issubclass(UserError, ValueError)
+
+
+def test_no_folder_of_the_checkout_shadows_the_installed_package():
+    """``python -m pytest`` puts the checkout first on sys.path: a folder named ``lstm_sweep`` there
+    would be imported instead of the installed package, without the subpackages the packaging maps."""
+    assert not (REPO / "lstm_sweep").exists()
