@@ -47,7 +47,7 @@ WORST_COLOUR = 0.9  # viridis from 0 (best, dark purple) to 0.9: its last tenth 
 
 
 def plot_val_loss(records: Sequence[TrialRecord], path: str | Path | None = None, metric: str = "val_loss",
-                  mode: str = "min") -> Figure:
+                  mode: str = "min", baseline: float | None | str = "auto") -> Figure:
     """One curve of ``metric`` per epoch for every trial that reported an epoch.
 
     Each curve is labelled with the trial's best value and its parameters, e.g.
@@ -55,14 +55,21 @@ def plot_val_loss(records: Sequence[TrialRecord], path: str | Path | None = None
     trials best first, and colour follows the same rank (viridis, dark = best). The best trial
     is drawn thicker, on top, with a star at its best epoch; an early-stopped trial ends in an
     ``x``; a trial that failed after some epochs is dotted. Trials with no epoch are not drawn
-    but are counted in the title ("12 trials, 3 early-stopped, 1 failed"). The main axes hold
-    exactly one line per drawn trial (markers are part of that line).
+    but are counted in the title ("12 trials, 3 early-stopped, 1 failed"). A dashed grey line
+    is the baseline, the metric of a model that ignores the context. A key under the plot
+    says what the star, the ``x``, the dotted and the dashed lines mean. The main axes hold
+    exactly one line per drawn trial (markers are part of that line; the baseline is a
+    collection, the key a figure legend).
 
     Args:
         records: the sweep's trials.
         path: if given, the figure is saved there as PNG (dpi 120), atomically.
         metric: the history column to plot.
         mode: ``"min"`` if lower ``metric`` is better, ``"max"`` if higher; sets the ranking.
+        baseline: the baseline's value of ``metric`` to draw, or None for none. ``"auto"``: the
+            trials' ``baseline`` (their ``extra``, the sweep metric's baseline) when ``metric`` is
+            ``val_loss`` and no history has ``val_accuracy``, i.e. a language model's unigram
+            loss; a classifier's caller passes the value for the metric it plots.
 
     Example:
         >>> figure = plot_val_loss(records, "runs/quick/val_loss.png")  # doctest: +SKIP
@@ -88,7 +95,18 @@ def plot_val_loss(records: Sequence[TrialRecord], path: str | Path | None = None
     ax.set_ylabel(metric)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     ax.grid(True, alpha=0.3)
+    baseline = _baseline_value(records, metric, baseline)
+    baseline_shown = False
     if drawn:
+        values = np.concatenate([metric_values(record, metric) for record, _, _ in drawn])
+        values = values[np.isfinite(values)]
+        spread = float(np.ptp(values)) if len(values) else 0.0
+        # A baseline far from every curve would squash them flat: then the key gives its value only.
+        if baseline is not None and len(values) and values.min() - spread <= baseline <= values.max() + spread:
+            # A collection across the whole width, not a Line2D: the axes' lines stay one per trial.
+            ax.hlines(baseline, 0.0, 1.0, transform=ax.get_yaxis_transform(), colors="0.45", linestyles="--",
+                      linewidth=1.2, zorder=1.5)
+            baseline_shown = True
         _robust_limits(ax, drawn, metric, mode)
     ax.set_title(_title([record for record, _, _ in ranked], drawn, metric), fontsize=10)
     if drawn:
@@ -96,6 +114,8 @@ def plot_val_loss(records: Sequence[TrialRecord], path: str | Path | None = None
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=font_size,
                   ncols=columns, frameon=False, handlelength=1.6, columnspacing=1.0,
                   title=f"best {metric} · params", title_fontsize=font_size + 0.5)
+        _key(figure, [record for record, _, _ in drawn], math.isfinite(drawn[0][1]), baseline, baseline_shown,
+             font_size)
     else:
         ax.text(0.5, 0.5, f"no trial reported {metric}", transform=ax.transAxes, ha="center", va="center",
                 color="0.4")
@@ -146,7 +166,7 @@ def plot_history(history: "pd.DataFrame", path: str | Path | None = None, title:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         if i == 0:
-            ax.set_title(textwrap.fill(title, 100), fontsize=10)
+            ax.set_title(textwrap.fill(title, 80, break_on_hyphens=False), fontsize=10)  # 80 fit 7 in; lr 1.2e-02 whole
     if path is not None:
         buffer = BytesIO()
         figure.savefig(buffer, format="png", dpi=DPI)
@@ -175,6 +195,46 @@ def format_params(params: dict[str, Any], exponent: Collection[str] = ()) -> str
         text = _compact(value, name in exponent)
         parts.append(f"{prefix}{text}" if prefix is not None else f"{name}={text}")
     return " ".join(parts)
+
+
+def _baseline_value(records: Sequence[TrialRecord], metric: str, baseline: float | None | str) -> float | None:
+    """The baseline to draw (see :func:`plot_val_loss`), None for none."""
+    if baseline is None:
+        return None
+    if isinstance(baseline, str):
+        if baseline != "auto":
+            raise ValueError(f"baseline={baseline!r} must be a number, None or 'auto'")
+        if metric != "val_loss" or any("val_accuracy" in record.history.columns for record in records):
+            return None  # the trials' baseline is the sweep metric's, which may not be the plotted one
+        values = [float(r.extra["baseline"]) for r in records
+                  if isinstance(r.extra.get("baseline"), (int, float, np.number)) and math.isfinite(r.extra["baseline"])]
+        return float(np.median(values)) if values else None
+    if isinstance(baseline, bool) or not isinstance(baseline, (int, float, np.number)):
+        raise ValueError(f"baseline={baseline!r} must be a number, None or 'auto'")
+    return float(baseline) if math.isfinite(baseline) else None
+
+
+def _key(figure: Figure, records: list[TrialRecord], has_best: bool, baseline: float | None, shown: bool,
+         font_size: float) -> None:
+    """A key under the plot for the marks the legend's entries do not explain."""
+    from matplotlib.lines import Line2D
+
+    dark = colormaps["viridis"](0.0)
+    handles = []
+    if has_best:
+        handles.append(Line2D([], [], color=dark, linewidth=2.8, marker="*", markersize=11,
+                              label="best trial (thick), its best epoch starred"))
+    if any(r.status == "early_stopped" for r in records):
+        handles.append(Line2D([], [], color="0.3", marker="x", linewidth=1.1, label="x: stopped early (ASHA or the baseline)"))
+    if any(r.status == "failed" for r in records):
+        handles.append(Line2D([], [], color="0.3", linestyle=":", linewidth=1.1, label="dotted: failed"))
+    if baseline is not None:
+        handles.append(Line2D([], [], color="0.45", linestyle="--", linewidth=1.2,
+                              label=f"dashed: baseline {baseline:.4g} (a model that ignores the context)"
+                                    + ("" if shown else ", off the chart")))
+    if handles:
+        figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 2), frameon=False,
+                      fontsize=font_size + 0.5, handlelength=2.2)
 
 
 def _labels(drawn: list) -> list[str]:

@@ -52,7 +52,10 @@ def test_run_writes_every_file_and_three_samples(finished_run, capsys):
     samples = (finished_run / "winner" / "samples.txt").read_text().splitlines()
     assert len(samples) == 3 and all(line.startswith("i love") for line in samples)
     page = (finished_run / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 and "http" not in page.replace("http-equiv", "")
+    # The plots as images inside the page (the sweep's curves and the winner's loss among them), no link out.
+    assert all(f'alt="{alt}"' in page for alt in ("val loss of every trial per epoch",
+                                                   "training and validation loss of the retrained winner"))
+    assert page.count("data:image/png;base64,") >= 2 and "http" not in page.replace("http-equiv", "")
     assert samples[0] in page
 
 
