@@ -22,13 +22,14 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+
+from lstm_sweep import atomic
 
 log = logging.getLogger("lstm_sweep.data")
 
@@ -139,23 +140,14 @@ def load_npz(file: Path, fingerprint: str, read: Callable[[Any], T]) -> T | None
 
 
 def save_npz(file: Path, **arrays: np.ndarray) -> None:
-    """Write a cache file atomically (temporary file, then rename); a folder that cannot be
-    written only costs the caching, with a warning.
+    """Write a cache file atomically (:mod:`lstm_sweep.atomic`: temporary file, fsync, rename); a
+    folder that cannot be written (or a full disk) only costs the caching, with a warning.
 
     Example:
         >>> save_npz(Path(tmp) / "ab.npz", fingerprint=np.array("ab"), train=np.zeros((2, 3)))  # doctest: +SKIP
     """
-    tmp = None
     try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        # In the same folder: a rename across file systems would not be atomic.
-        fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=f".{file.stem}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic.replacing_file(file) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, file)
-        tmp = None
     except OSError as e:
         log.warning("cannot write the data cache %s (%s): going on without it", file, e)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)

@@ -1,7 +1,8 @@
 """The argument checks every ``data_pipeline`` module shares, one rule each.
 
 Each raises ``ValueError`` naming the argument, its value and the rule, so a bad ``data:`` key
-in a sweep config reads as one line that says what to change.
+in a sweep config reads as one line that says what to change; :func:`check_split_sizes` (the
+smallest splits a sweep accepts) raises ``CorpusError``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import numbers
 import os
 from typing import Any
+
+from lstm_sweep.errors import CorpusError
 
 
 def check_int(name: str, value: Any, minimum: int, meaning: str) -> None:
@@ -55,3 +58,31 @@ def check_path(name: str, value: Any, rule: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name}={value!r} must be {rule}")
     return value
+
+
+# A sweep ranks its trials by their validation figures: on a handful of sentences those are
+# noise. MIN_SPLIT refuses a corpus outright; below FEW_VALIDATION a sweep warns.
+MIN_SPLIT = 10  # fewest sentences (examples) a sweep accepts in its training split and in its validation split
+FEW_VALIDATION = 200  # fewer validation sentences than this: a warning that trials may be ranked by chance
+
+
+def check_split_sizes(train: int, val: int, where: str, unit: str = "sentences") -> str:
+    """Refuse splits too small for a sweep; return a warning ("" if none) for a small validation split.
+
+    Raises:
+        CorpusError: fewer than :data:`MIN_SPLIT` ``unit`` in either split.
+
+    Example:
+        >>> check_split_sizes(2, 1, "lyrics/")
+        Traceback (most recent call last):
+        ...
+        lstm_sweep.errors.CorpusError: lyrics/ leaves 2 sentences for training and 1 for validation: ...
+    """
+    if train < MIN_SPLIT or val < MIN_SPLIT:
+        raise CorpusError(f"{where} leaves {train} {unit} for training and {val} for validation: a sweep needs "
+                          f"at least {MIN_SPLIT} in each (it ranks its trials on the validation split): add text, "
+                          "or change data.val_fraction")
+    if val < FEW_VALIDATION:
+        return (f"{where} leaves only {val} {unit} for validation (fewer than {FEW_VALIDATION}): the trials' "
+                "validation figures say little at this size, and the ranking may be chance")
+    return ""

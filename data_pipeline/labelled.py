@@ -25,13 +25,14 @@ import csv
 import io
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from lstm_sweep import atomic
 
 # Re-exported: other packages import these from here (they lived in this module).
 from .batching import SIDES, classify_dataset, pad_to  # noqa: F401
@@ -177,12 +178,8 @@ def prepare_labelled(settings: LabelledSettings, cache_dir: str | Path | None = 
 
 def labels_to_json(labels: list[str], path: str | Path) -> None:
     """Write the class names (id i is ``labels[i]``) as ``labels.json``, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"format": "lstm-sweep-labels", "version": 1, "labels": list(labels)},
-                              ensure_ascii=False, indent=0), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps({"format": "lstm-sweep-labels", "version": 1, "labels": list(labels)},
+                                       ensure_ascii=False, indent=0))
 
 
 def labels_from_json(path: str | Path) -> list[str]:

@@ -126,3 +126,45 @@ def clean_document(text: str) -> list[str]:
     if not isinstance(text, str):
         raise ValueError(f"text={text!r} must be a str")
     return [word for line in text.splitlines() if not is_section_label(line) for word in clean_words(line)]
+
+
+def has_words(words: list[str]) -> bool:
+    """Whether cleaned ``words`` hold a word: marks alone (``? . ! , ¿``) are not one."""
+    return any(word not in MARKS for word in words)
+
+
+def prompt_words(prompt: str) -> list[str]:
+    """The cleaned words of a generation prompt (:func:`clean_line`'s rules, no ``<start>``/``<end>``).
+
+    Raises:
+        CorpusError: nothing but marks is left (``""``, ``"!!!"``, ``"123"``, ``"[Chorus:"``).
+
+    Example:
+        >>> prompt_words("Love, zorg!")
+        ['love', ',', 'zorg', '!']
+    """
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt={prompt!r} must be a str")
+    cleaned = clean_line(prompt)
+    words = [] if cleaned is None else cleaned.split()[1:-1]  # drop <start> ... <end>
+    if not has_words(words):
+        raise CorpusError(f"prompt {prompt!r} has no words after cleaning (letters are kept; digits, "
+                          "symbols and lines ending in ':' are not): pass a prompt such as \"i love\"")
+    return words
+
+
+def text_words(text: str, number: int = 1) -> list[str]:
+    """The cleaned words of one text to classify (:func:`clean_document`), the ``number``-th given.
+
+    Raises:
+        CorpusError: nothing but marks is left, as :func:`prompt_words` refuses a prompt.
+
+    Example:
+        >>> text_words("Hey, Jude!")
+        ['hey', ',', 'jude', '!']
+    """
+    words = clean_document(text)
+    if not has_words(words):
+        raise CorpusError(f"text {number} ({text[:40]!r}) has no words after cleaning (letters are kept; digits, "
+                          "symbols and lines ending in ':' are not): give text with letters")
+    return words

@@ -15,11 +15,11 @@ an exported model can take raw cleaned text through such a layer and see the ids
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from lstm_sweep import atomic
 
 from .text import END, PAD, START, UNK, CorpusError
 
@@ -121,25 +121,16 @@ class Vocabulary:
         return " ".join(out)
 
     def to_json(self, path: str | Path) -> None:
-        """Write the tokens to ``path`` as JSON, atomically (temporary file, then rename).
+        """Write the tokens to ``path`` as JSON, atomically (:mod:`lstm_sweep.atomic`).
 
         Example:
             >>> vocab.to_json("export/vocab.json")  # doctest: +SKIP
             >>> Vocabulary.from_json("export/vocab.json") == vocab  # doctest: +SKIP
             True
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"format": _JSON_FORMAT, "version": _JSON_VERSION, "tokens": self.tokens},
                           ensure_ascii=False, indent=0)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic.write_text(path, text)  # mode 0644 as a rule: a model server of another user reads it
 
     @classmethod
     def from_json(cls, path: str | Path) -> Vocabulary:

@@ -158,18 +158,17 @@ def classify_texts(model: keras.Model, vocab, texts: Sequence[str], seq_len: int
     ``vocab`` (unknown: ``<unk>``), and the ids padded and truncated (:func:`data_pipeline.pad_to`).
 
     Raises:
-        CorpusError: a text has no word left after cleaning; the message says which.
+        CorpusError: a text has no word left after cleaning (marks alone are none); the message says which.
 
     Example:
         >>> classify_texts(model, vocab, ["I love you"], seq_len=32)  # doctest: +SKIP
         array([[0.12, 0.88]], dtype=float32)
     """
-    from lstm_sweep.data_pipeline import CorpusError, clean_document, pad_to
+    from lstm_sweep.data_pipeline import pad_to
+    from lstm_sweep.data_pipeline.text import text_words
 
     sequences = []
     for i, text in enumerate(texts, 1):
-        words = clean_document(text)
-        if not words:
-            raise CorpusError(f"text {i} ({text[:40]!r}) has no word left after cleaning: give text with letters")
+        words = text_words(text, i)  # marks alone are no text, as generate refuses such a prompt
         sequences.append(np.array([vocab.id_of(w) for w in words], np.int32))
     return class_probabilities(model, pad_to(sequences, seq_len, padding, truncating))

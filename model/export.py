@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import platform
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from lstm_sweep import atomic
 from lstm_sweep.data_pipeline.text import MARKS
 from lstm_sweep.data_pipeline.vocab import START_ID, UNK_ID, Vocabulary
 from lstm_sweep.errors import RunFolderError
@@ -59,8 +57,9 @@ def export_model(model: keras.Model, vocab: Vocabulary, folder: str | Path, card
     holds no optimizer slots (a third of the size of a training checkpoint such as
     ``winner/best.keras``) and no reference to our custom loss, so any Keras 3 loads it with
     ``safe_mode=True`` without this package. To train it further, compile it again with
-    :func:`model.compile_language_model` (the card's ``training`` says with what). Every file is written under a temporary name and renamed, so a folder
-    never holds half a file; files already there are replaced.
+    :func:`model.compile_language_model` (the card's ``training`` says with what). Every file (and the SavedModel folder) is written under a temporary name beside it, fsynced
+    and renamed (:mod:`lstm_sweep.atomic`), so a folder never holds half a file; files already
+    there are replaced.
 
     Args:
         model: a model from :func:`model.build_language_model`, trained.
@@ -96,8 +95,10 @@ def export_model(model: keras.Model, vocab: Vocabulary, folder: str | Path, card
     paths = {key: folder / name for key, name in FILES.items()}
 
     copy = _inference_copy(model)
-    _atomic(paths["keras"], lambda tmp: copy.save(tmp), suffix=".keras")
-    _atomic(paths["saved_model"], lambda tmp: _write_saved_model(copy, vocab, tmp))
+    with atomic.replacing_file(paths["keras"], suffix=".keras") as tmp:
+        copy.save(tmp)
+    with atomic.replacing_dir(paths["saved_model"]) as tmp:
+        _write_saved_model(copy, vocab, str(tmp))
     vocab.to_json(paths["vocab"])
     _write_card(paths["card"], model, {**card, "vocab_size": len(vocab)}, FILES,
                 loss="lstm_sweep>masked_cross_entropy (model.lm)", signatures={
@@ -146,9 +147,10 @@ def export_classifier(model: keras.Model, vocab: Vocabulary, labels: list[str], 
     paths = {key: folder / name for key, name in CLASSIFIER_FILES.items()}
 
     copy = _inference_copy(model)
-    _atomic(paths["keras"], lambda tmp: copy.save(tmp), suffix=".keras")
-    _atomic(paths["saved_model"],
-            lambda tmp: _write_classifier_saved_model(copy, vocab, labels, int(seq_len), padding, truncating, tmp))
+    with atomic.replacing_file(paths["keras"], suffix=".keras") as tmp:
+        copy.save(tmp)
+    with atomic.replacing_dir(paths["saved_model"]) as tmp:
+        _write_classifier_saved_model(copy, vocab, labels, int(seq_len), padding, truncating, str(tmp))
     vocab.to_json(paths["vocab"])
     labels_to_json(labels, paths["labels"])
     preprocessing = {"seq_len": int(seq_len), "padding": padding, "truncating": truncating}
@@ -194,7 +196,7 @@ def _write_card(path: Path, model: keras.Model, card: dict[str, Any], files: dic
         "signatures": signatures,
     }
     text = json.dumps(full_card, indent=2, ensure_ascii=False)
-    _atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), suffix=".json")
+    atomic.write_text(path, text)
 
 
 def load_export(folder: str | Path, task: str = "language_model") -> tuple[keras.Model, Vocabulary, dict[str, Any]]:
@@ -345,18 +347,6 @@ def _optimizer_config(model: keras.Model) -> dict[str, Any] | None:
         return json.loads(json.dumps(keras.saving.serialize_keras_object(optimizer), default=str))
     except (TypeError, ValueError):  # pragma: no cover - an exotic optimizer
         return {"class_name": type(optimizer).__name__}
-
-
-def _atomic(path: Path, write, suffix: str = "") -> None:
-    """Call ``write(temporary path)`` next to ``path``, then move the result onto ``path``."""
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")) / f"new{suffix}"
-    try:
-        write(str(tmp))
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
 
 
 def _export_hint(folder: Path) -> str:

@@ -1,9 +1,10 @@
 """Writing a run's results: every file appears whole or not at all.
 
-Each writer renders the whole content in memory, writes it to a temporary file beside the
-target (same folder, so same filesystem), flushes it to disk and ``os.replace``-s it over the
-target. ``os.replace`` is atomic on POSIX and Windows, so a reader, a crash or a Ctrl-C midway
-sees the old file or the new one, never half of one; a failed write removes its temporary file.
+Each writer renders the whole content in memory and hands it to the project's one atomic
+writer, :mod:`lstm_sweep.atomic`: a temporary file beside the target (same folder, so same
+file system), fsynced, ``os.replace``-d over the target, the folder fsynced. A reader, a crash
+or a Ctrl-C midway sees the old file or the new one, never half of one; a failed write (a full
+disk too) removes its temporary file and raises.
 
 Example:
     >>> paths = write_results("runs/quick-20261122-101500", records)  # doctest: +SKIP
@@ -15,14 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import uuid
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from lstm_sweep import atomic
 from lstm_sweep.results.records import TrialRecord, check_metric_mode, check_records, rank_records
 from lstm_sweep.results.tables import curves_table, trials_table
 
@@ -35,34 +35,16 @@ FLOAT_FORMAT = "%.10g"
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file beside it, then ``os.replace``).
+    """Write ``data`` to ``path`` atomically: :func:`lstm_sweep.atomic.write_bytes` (temporary
+    file beside it, fsync, ``os.replace``, the folder fsynced, the temporary removed on any failure).
 
-    Missing parent folders are created. The new file gets the usual permissions (0666 less
-    the umask), like a plain ``open(path, "wb")``.
+    Missing parent folders are created. The new file gets the usual permissions (0666 less the
+    umask), like a plain ``open(path, "wb")``.
 
     Example:
         >>> atomic_write_bytes("runs/x/blob.bin", b"\\x00\\x01")  # doctest: +SKIP
     """
-    path = Path(path)
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise ValueError(f"data must be bytes, got {type(data).__name__}")
-    if path.name in ("", ".", ".."):
-        raise ValueError(f"path={str(path)!r} must name a file")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique dot-name per writer: two processes rewriting one file never share a temp file,
-    # and a leftover (after kill -9) is hidden and easy to recognise.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        # os.open applies the umask, unlike tempfile.mkstemp's fixed 0600.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # on disk before the rename, so a crash cannot leave it empty
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(path, data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

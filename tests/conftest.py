@@ -4,7 +4,10 @@ import os
 import tempfile
 from pathlib import Path
 
-# Read when `ray` is first imported: keeps every local Ray process on the loopback address.
+# Read when `ray` is first imported: keeps every local Ray process on the loopback address, as
+# the CLI does for a local run (search.cluster.prepare_environment) and tests that start Ray in
+# this process need. Tests of a driver joining a cluster (test_cluster.py, test_user_errors.py)
+# take it out of the driver's environment: a user's has none.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Tests never read or fill the user's ~/.cache; Ray workers inherit this too.

@@ -1,8 +1,11 @@
 """A real two-node Ray cluster on this machine, and its dashboard, with a sweep joining it.
 
 The head and the worker are separate Ray nodes (``ray.cluster_utils.Cluster``: each its own
-raylet, one CPU each) on 127.0.0.1, with Ray's token authentication on. ``lstm-sweep search
---address`` runs as its own process, as a user would run it on a cluster's head.
+raylet, one CPU each) bound to 127.0.0.1, as ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start
+--head --node-ip-address 127.0.0.1`` binds one, with Ray's token authentication on.
+``lstm-sweep search --address 127.0.0.1:PORT`` runs as its own process with the environment a
+user has: none of the variables conftest sets for the test processes' own local Rays, so Ray
+would rewrite 127.0.0.1 to the machine's network address unless lstm-sweep keeps it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ import yaml
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
+
+
+LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # conftest sets it to "0" for every test process
 
 
 def free_port() -> int:
@@ -66,16 +72,19 @@ def two_nodes(tmp_path):
     (with the token) that a driver joining it needs.
     """
     token = secrets.token_hex(32)
-    env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    # A user's environment: the token, and not conftest's loopback switch.
+    env = {k: v for k, v in os.environ.items() if k != LOOPBACK} | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
     port = free_port()
     log = (tmp_path / "cluster.log").open("w")
+    # The cluster itself is bound to loopback on purpose (the switch keeps Ray's nodes on 127.0.0.1).
     process = subprocess.Popen([sys.executable, "-c", CLUSTER, str(port)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+                               stdout=subprocess.PIPE, stderr=log, text=True, env=env | {LOOPBACK: "0"})
     line = process.stdout.readline()
     if not line:
         process.wait(timeout=60)
         pytest.fail(f"the cluster did not start:\n{(tmp_path / 'cluster.log').read_text()[-3000:]}")
     info = json.loads(line)
+    assert info["address"].startswith("127.0.0.1:"), info  # the address a user passes, not a rewrite of it
     yield info["address"], info["nodes"], f"http://127.0.0.1:{port}", token, env
     process.stdin.close()
     try:

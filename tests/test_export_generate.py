@@ -8,7 +8,9 @@ nearly flat, serve where randomness must show (seeds) or where only equality mat
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import textwrap
@@ -85,6 +87,17 @@ def test_export_writes_the_four_files_and_a_card(exported):
     assert card["exported_at"][:4].isdigit() and "serving_default" in card["signatures"]
     assert card["training"]["optimizer"]["class_name"] == "Adam"
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_every_exported_file_has_the_ordinary_mode(exported):
+    """A model server running as another user reads the export: no file of it is 0600 (as
+    tempfile.mkstemp made vocab.json), no folder 0700 (mkdtemp)."""
+    folder, _ = exported
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("vocab.json", "model_card.json", "model.keras"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o666 & ~umask, name
+    assert stat.S_IMODE((folder / "saved_model").stat().st_mode) == 0o777 & ~umask
 
 
 @pytest.mark.slow  # ~5 s: a fresh Python process imports TensorFlow
