@@ -68,3 +68,28 @@ def tiny_sweep():
         } | sections)
 
     return make
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """Mount small file systems of their own (tmpfs) under ``tmp_path``: ``mount_tmpfs("disk", "size=32m")``;
+    the test is skipped where none can be mounted (not root, or no mount in this container)."""
+    import subprocess
+
+    mounted = []
+
+    def mount(name: str, options: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs ({options}) here ({done.stderr.strip() or 'not root'})")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+

@@ -273,18 +273,9 @@ def _alive(seen: list[dict]) -> bool:
 
 
 @pytest.fixture
-def small_disk(tmp_path):
-    """A 32 MB file system of its own (tmpfs), for a run folder that fills it; skipped where no
-    file system can be mounted (not root, or no mount in this container)."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a small file system here ({mounted.stderr.strip() or 'not root'})")
-    yield folder
-    if subprocess.run(["umount", str(folder)], capture_output=True).returncode:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
+def small_disk(mount_tmpfs):
+    """A 32 MB file system of its own (tmpfs), for a run folder that fills it."""
+    return mount_tmpfs("disk", "size=32m")
 
 
 def fill(folder: Path, leave: int) -> Path:

@@ -60,15 +60,8 @@ def test_out_that_is_a_file(tmp_path):
 
 
 @pytest.fixture
-def read_only_folder(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a read-only file system here ({mounted.stderr.strip() or 'not root'})")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=False)
+def read_only_folder(mount_tmpfs):
+    return mount_tmpfs("ro", "ro,size=1m")
 
 
 def test_out_on_a_read_only_file_system(tmp_path, read_only_folder):
