@@ -39,6 +39,58 @@ def configure_gpu(memory_limit_bytes: int | None) -> bool:
     return True
 
 
+# What a GPU out of memory looks like besides ResourceExhaustedError. cuDNN's RNN kernels report
+# a failed workspace allocation as an InternalError ("Failed to call ThenRnnForward ... [Op:CudnnRNNV3]",
+# tensorflow/tensorflow#35950), a handle that cannot be created for want of memory as "could not
+# create cudnn handle: CUDNN_STATUS_INTERNAL_ERROR" or "failed to create cublas handle", and a
+# copy into an allocation that failed as "Dst tensor is not initialized".
+_OUT_OF_MEMORY_MESSAGES = ("thenrnnforward", "thenrnnbackward", "cudnn_status_alloc_failed",
+                           "could not create cudnn handle", "failed to create cublas handle",
+                           "cublas_status_alloc_failed", "cuda_error_out_of_memory", "out of memory",
+                           "oom when allocating", "failed to allocate", "dst tensor is not initialized")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a device running out of memory: TensorFlow's ``ResourceExhaustedError``,
+    Python's ``MemoryError``, or an ``InternalError``/``UnknownError`` with a message that cuDNN,
+    cuBLAS or CUDA gives when an allocation fails.
+
+    Example:
+        >>> is_out_of_memory(tf.errors.InternalError(None, None, "Failed to call ThenRnnForward with model "
+        ...                                          "config: [rnn_mode, ...] [Op:CudnnRNNV3]"))
+        True
+        >>> is_out_of_memory(tf.errors.InternalError(None, None, "Graph execution error"))
+        False
+    """
+    if isinstance(error, (tf.errors.ResourceExhaustedError, MemoryError)):
+        return True
+    if isinstance(error, (tf.errors.InternalError, tf.errors.UnknownError)):
+        message = str(getattr(error, "message", "") or error).lower()
+        return any(needle in message for needle in _OUT_OF_MEMORY_MESSAGES)
+    return False
+
+
+def describe_error(error: BaseException, limit: int = 300) -> str:
+    """The error's class and the first line of its message (where TensorFlow names the tensor
+    shape that did not fit), cut at ``limit`` characters."""
+    message = str(getattr(error, "message", "") or error).strip().splitlines()
+    text = f"{type(error).__name__}: {message[0] if message else ''}".rstrip(": ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def device_name() -> str:
+    """What this process trains on: ``GPU:0 (NVIDIA H100 80GB HBM3)``, or ``CPU``."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    try:
+        details = tf.config.experimental.get_device_details(gpus[0])
+    except (RuntimeError, ValueError):  # pragma: no cover - a driver that reports nothing
+        details = {}
+    name = details.get("device_name")
+    return f"GPU:0 ({name})" if name else "GPU:0"
+
+
 class PeakMemory:
     """The peak memory of this process's training, above what it held when created.
 
@@ -62,6 +114,15 @@ class PeakMemory:
             self.baseline = int(tf.config.experimental.get_memory_info("GPU:0")["current"])
         else:
             self.baseline = _current_rss_bytes()
+            _reset_high_water_mark()
+
+    def restart(self) -> None:
+        """Measure the peak afresh from now on (after a failed attempt), above the same baseline.
+        On a GPU the failed attempt's tensors are gone from TensorFlow's peak; on the CPU the mark
+        starts at the resident set, which may still hold memory the allocator has not returned."""
+        if self.on_gpu:
+            tf.config.experimental.reset_memory_stats("GPU:0")
+        else:
             _reset_high_water_mark()
 
     def peak_bytes(self) -> int:

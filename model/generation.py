@@ -43,7 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_sweep.data_pipeline.text import END, MARKS, PAD, START, CorpusError, clean_line
+from lstm_sweep.data_pipeline.text import END, PAD, START, prompt_words
 from lstm_sweep.data_pipeline.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocabulary
 from lstm_sweep.model.cells import Cell, registered_cells
 
@@ -153,13 +153,7 @@ def encode_prompt(vocab: Vocabulary, prompt: str) -> tuple[list[str], list[int]]
         >>> encode_prompt(Vocabulary(["<pad>", "<unk>", "<start>", "<end>", "love"]), "Love, zorg")
         (['love', ',', 'zorg'], [2, 4, 1, 1])
     """
-    if not isinstance(prompt, str):
-        raise ValueError(f"prompt={prompt!r} must be a str")
-    cleaned = clean_line(prompt)
-    words = [] if cleaned is None else cleaned.split()[1:-1]  # drop <start> ... <end>
-    if not any(w not in MARKS for w in words):
-        raise CorpusError(f"prompt {prompt!r} has no words after cleaning (letters are kept; digits, "
-                          "symbols and lines ending in ':' are not): pass a prompt such as \"i love\"")
+    words = prompt_words(prompt)  # the CLI checks a prompt with it before anything runs
     return words, [START_ID, *(vocab.id_of(w) for w in words)]
 
 

@@ -21,7 +21,9 @@ Peers find a batch size by trial and error (Lightning's BatchSizeFinder, Acceler
   ``checkpoint_copies x`` the largest variable, on top of what the allocator still holds.
 
 All sizes in bytes. float32 is 4 bytes a value; ``mixed_float16`` (GPUs) stores
-activations in 2 bytes but keeps float32 weights, slots and logits. The peak is linear in
+activations in 2 bytes but keeps float32 weights, slots and logits, and adds float16 copies of the
+weights and gradients, the loss scale's temporaries and cuDNN's flat parameter buffers
+(``mixed_precision``; counted, not measured). The peak is linear in
 the batch size and grows with every other size.
 
 Calibration (``CPU_CALIBRATION``; ``bench/memory.py`` then ``bench/memory.py --fit -0.10``;
@@ -98,6 +100,15 @@ single-layer models, where the fixed per-layer cost dominates (a 1-layer GRU, hi
 496 MB predicted, 360 MB measured; in ``tests/``' sweeps, hidden 16-32, 82 MB predicted
 against 66-76 MB measured, 158 MB against 79-113 MB when bidirectional): they cost batch size,
 not crashes. Not measured: GPUs, 3+ layers, mixed precision.
+
+**What is measured and what is not.** Measured, on this project's CPU: every constant of
+``CPU_CALIBRATION`` (language models, 20 configs) and the classifier band (14 configs). Counted,
+never measured here (no GPU could run TensorFlow): the mixed-precision terms
+(:func:`_mixed_precision_bytes`); the GPU process reserve outside TensorFlow's allocator
+(``search.resources.GPU_PROCESS_RESERVE_BYTES``); cuDNN's kernels instead of the CPU
+``while_loop``. Two things close the gap on a user's device: ``lstm-sweep calibrate`` measures
+the constants there (``model.calibration``; sweeps and ``plan`` load them by device), and a sweep
+corrects its plans from its own trials' measured peaks (``search.correction``).
 """
 
 from __future__ import annotations
@@ -148,10 +159,11 @@ class MemoryEstimate:
     activations: int
     workspace: int
     checkpoint: int = 0  # saving the epoch's checkpoint, one variable at a time
+    mixed_precision: int = 0  # mixed_float16 only: float16 weight and gradient copies, cuDNN's buffers
 
     @property
     def total(self) -> int:
-        return self.state + self.activations + self.workspace + self.checkpoint
+        return self.state + self.activations + self.workspace + self.checkpoint + self.mixed_precision
 
 
 def count_parameters(vocab_size: int, embedding_size: int, hidden_size: int,
@@ -213,6 +225,7 @@ def estimate_memory(config: ModelSpec | Mapping, precision: str | None = None,
         activations=activations,
         workspace=int(c.workspace_bytes + recurrent_layers * c.layer_bytes + c.workspace_share * activations),
         checkpoint=int(c.checkpoint_copies * 4 * _largest_variable(spec)),
+        mixed_precision=_mixed_precision_bytes(spec),
     )
 
 
@@ -266,6 +279,27 @@ def _spec(config: ModelSpec | Mapping, precision: str | None) -> ModelSpec:
     return config
 
 
+def _mixed_precision_bytes(spec: ModelSpec) -> int:
+    """What ``mixed_float16`` adds beside its half-size activations (counted, not measured: no GPU
+    has run it here; ``bench/gpu_acceptance.py`` measures it).
+
+    Per parameter: the float16 copy each layer computes with (Keras' autocast variables, 2 bytes),
+    its float16 gradient before the cast to the float32 variable's dtype (2), and the loss-scale
+    optimizer's unscaled float32 gradient and finiteness check (4). Per recurrent parameter: cuDNN's
+    flat parameter buffer and its gradient, in float16 (2 + 2).
+    """
+    if spec.precision != "mixed_float16":
+        return 0
+    params = _parameters(spec)
+    embedding, head = spec.vocab_size * spec.embedding_size, _head_parameters(spec)
+    return int(params * (2 + 2 + 4) + (params - embedding - head) * (2 + 2))
+
+
+def _head_parameters(spec: ModelSpec) -> int:
+    width = spec.directions * spec.hidden_size
+    return width * spec.output_units + spec.output_units
+
+
 def _parameters(spec: ModelSpec) -> int:
     """Trainable values: embedding, each recurrent layer's kernels and biases, the output layer."""
     cell = spec.recurrent
@@ -276,7 +310,7 @@ def _parameters(spec: ModelSpec) -> int:
         gh = cell.gates * spec.hidden_size
         total += spec.directions * (gh * (width + spec.hidden_size) + cell.biases * gh)
         width = spec.directions * spec.hidden_size
-    return total + width * spec.output_units + spec.output_units
+    return total + _head_parameters(spec)
 
 
 def _largest_variable(spec: ModelSpec) -> int:

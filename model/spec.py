@@ -148,6 +148,6 @@ def _boolean(value: Any) -> bool:
 # How each hyperparameter a trial config may hold is read (numpy values from Tune included).
 _CASTS = {"vocab_size": int, "embedding_size": int, "hidden_size": int, "num_layers": int, "dropout": float,
           "cell": str, "learning_rate": float, "batch_size": int, "seq_len": int, "bidirectional": _boolean,
-          "padding": str, "truncating": str}
+          "padding": str, "truncating": str, "precision": str}
 _FIXED_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelSpec)
                    if f.default is not dataclasses.MISSING}

@@ -18,10 +18,17 @@ from lstm_sweep.results.records import TrialRecord
 HISTORY_COLUMNS = {"epoch": "epoch", "loss": "loss", "val_loss": "val_loss",
                    "val_loss_padded": "val_loss_padded", "epoch_seconds": "seconds",
                    "accuracy": "accuracy", "val_accuracy": "val_accuracy"}  # the last two: a classifier's
+# The factor a sweep scaled a trial's predicted peaks by, once its trials measured above their
+# predictions (search.resources.CORRECTION_KEY): in the trial's config, shown beside the plan's
+# figures rather than among the hyperparameters.
+CORRECTION_COLUMN = "memory_correction"
 # Per-trial figures of the memory model and the OOM safety net, and the metric's baseline
 # (search.trainable: what a model that ignores the context scores), from the trial's last report.
 MEMORY_COLUMNS = ("batch_size_requested", "batch_size_used", "predicted_peak_mb", "measured_peak_mb",
-                  "budget_mb", "gpu_share", "oom_retries", "baseline")
+                  "budget_mb", "gpu_share", "oom_retries", "baseline", "device", CORRECTION_COLUMN)
+# A trial's last report says why it failed: out of memory after its retries, or planned for a
+# GPU that its node's TensorFlow does not see.
+FAILED_OUTCOMES = ("out_of_memory", "no_gpu")
 
 
 def load_experiment(experiment_dir: str | Path, max_epochs: int) -> list[TrialRecord]:
@@ -69,19 +76,21 @@ def _record(trial: Any, frame: pd.DataFrame, max_epochs: int) -> TrialRecord:
         status = "failed"
     elif outcome == "infeasible":
         status, error = "infeasible", str(last.get("reason", ""))
-    elif outcome == "out_of_memory":
+    elif outcome in FAILED_OUTCOMES:
         status, error = "failed", str(last.get("reason", ""))
     elif epochs >= max_epochs:
         status = "completed"
     elif trial.status == "TERMINATED":
-        status = "early_stopped"
+        status = "early_stopped"  # by ASHA, or no better than the baseline: then its reason says so
+        if outcome == "at_baseline":
+            error = str(last.get("reason", ""))
     else:  # PENDING / RUNNING / PAUSED: the driver stopped before the trial ended
         status = "failed"
         error = error or f"unfinished ({trial.status.lower()}) when the sweep stopped"
     return TrialRecord(
         trial_id=trial.trial_id,
         status=status,
-        params=dict(trial.config),
+        params={k: v for k, v in trial.config.items() if k != CORRECTION_COLUMN},
         history=history,
         seconds=float(last.get("time_total_s", 0.0)) if len(frame) else 0.0,
         node=str(last.get("node", "")) if len(frame) else "",
@@ -101,8 +110,11 @@ def _history(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _error_line(trial: Any) -> str:
-    path = trial.error_file
-    if not path or not Path(path).exists():
+    # From the trial's folder in the run folder: Trial.error_file points into the Ray session's
+    # staging folder, and asks for a running Ray (`lstm-sweep report` has none).
+    name = trial.run_metadata.error_filename
+    if not name or not trial.path or not Path(trial.path, name).exists():
         return ""
+    path = Path(trial.path, name)
     lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1][:300] if lines else ""

@@ -13,6 +13,7 @@
                         [--max-tokens 20] [--num 3] [--seed S]
     lstm-sweep predict  EXPORT_DIR [TEXT ...] [--file F]     a classifier's label and probability per text
     lstm-sweep plan     [--config FILE] [--samples N] [--trial-memory GB] [--gpu-memory GB] [--classes N]
+    lstm-sweep calibrate [--quick]     measure the memory model on this machine's device
 
 A user error (missing folder, empty corpus, bad config, bad flag value) ends with one line on
 stderr and exit status 2; anything else is a bug and keeps its traceback. Ctrl-C during a sweep
@@ -27,8 +28,10 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from lstm_sweep import __version__
-from lstm_sweep.errors import ConfigError, UserError
+from lstm_sweep import __version__, atomic
+from lstm_sweep.atomic import is_disk_error
+from lstm_sweep.errors import ConfigError, RunFolderError, UserError
+from lstm_sweep.search.cluster import check_reachable, prepare_environment
 
 DEFAULT_CONFIG = "quick.yaml"  # in the `sweeps` package
 SAMPLE_PROMPT = "i love"
@@ -56,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
         p.add_argument("--trial-memory", type=float, metavar="GB",
                        help="memory budget of each trial (resources.trial_memory_gb; default: automatic)")
+        p.add_argument("--gpus-per-trial", type=float, metavar="SHARE",
+                       help="train on GPUs: the most of one GPU a trial may get, in (0, 1]; small trials get "
+                            "less (resources.gpus_per_trial; default: the config's, 0 in quick.yaml: CPU)")
+        p.add_argument("--gpu-memory", type=float, metavar="GB",
+                       help="usable memory of each GPU in GiB (resources.gpu_memory_gb; default: nvidia-smi's "
+                            "memory.total less memory.reserved on this machine)")
         p.add_argument("--dashboard-host", default="127.0.0.1", metavar="HOST",
                        help="where a local Ray's dashboard listens (default 127.0.0.1, this machine only; "
                             "another address opens it to the network, with a warning)")
@@ -97,16 +106,26 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--trial-memory", type=float, metavar="GB", help="memory budget of each trial")
     plan.add_argument("--gpu-memory", type=float, metavar="GB", help="memory of each GPU (resources.gpu_memory_gb)")
     plan.add_argument("--classes", type=int, default=2, help="a classifier's number of classes (default 2)")
+
+    calibrate = sub.add_parser("calibrate", help="measure the memory model's constants on this machine's device "
+                                                 "(CPU or first GPU) and store them for plan and sweeps")
+    calibrate.add_argument("--quick", action="store_true",
+                           help="8 configs, one short epoch each (minutes on a laptop CPU; rougher than the full grid)")
+    calibrate.add_argument("--parallel", type=int, default=2, help="configs measured at once, as trials side by "
+                                                                    "side (default 2)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if getattr(args, "address", None) is None:
-        # Must precede the first `import ray` (see search.sweep.start_ray).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    # Must precede the first `import ray`: a local Ray, and a cluster bound to 127.0.0.1, keep
+    # to the loopback address; joining a cluster waits a bounded time (search.cluster).
+    prepare_environment(getattr(args, "address", None))
+    for name, value in cuda_kernel_cache().items():  # before TensorFlow or Ray start: trials inherit it
+        os.environ.setdefault(name, value)
     commands = {"run": _run, "search": _search, "report": _report, "retrain": _retrain, "export": _export,
-                "generate": _generate, "predict": _predict, "plan": _plan}
+                "generate": _generate, "predict": _predict, "plan": _plan,
+                "calibrate": _calibrate}
     try:
         return commands[args.command](args)
     except UserError as e:
@@ -118,10 +137,37 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lstm-sweep: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a full or read-only disk where no command said more
+        if not is_disk_error(e):
+            raise
+        print(f"lstm-sweep: error: cannot write {e.filename or 'a file'} ({e.strerror}): free space there, "
+              "or write elsewhere", file=sys.stderr)
+        return 2
+
+
+def cuda_kernel_cache() -> dict[str, str]:
+    """Where CUDA keeps the kernels it compiles, and how much of them.
+
+    TensorFlow 2.21's wheel carries no machine code for compute capability 9.0 (H100, H200): CUDA
+    compiles its PTX on first use, in every fresh process, which can take many minutes
+    (tensorflow/tensorflow#62320). CUDA caches the result in ``CUDA_CACHE_PATH`` (default
+    ``~/.nv/ComputeCache``) up to ``CUDA_CACHE_MAXSIZE`` bytes (default 256 MiB, less than
+    TensorFlow's kernels take, so they are evicted and compiled again): a folder beside the data
+    cache and 4 GiB let the second trial load what the first compiled. A value already set wins.
+    """
+    from lstm_sweep.data_pipeline.cache import cache_folder
+
+    return {"CUDA_CACHE_PATH": str(cache_folder(None) / "cuda"), "CUDA_CACHE_MAXSIZE": str(4 * 2**30)}
 
 
 def _run(args: argparse.Namespace) -> int:
+    from lstm_sweep.data_pipeline.text import prompt_words
+
     _check_retrain_flags(args)
+    try:
+        prompt_words(args.prompt)  # refused now, not after the sweep and the retrain
+    except UserError as e:
+        raise ConfigError(f"--prompt {args.prompt!r}: {str(e).removeprefix(f'prompt {args.prompt!r} ')}") from None
     run_dir = _sweep(args)
     print()
     _retrain_and_export(args, run_dir)
@@ -131,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
 
     export_dir = run_dir / "winner" / "export"
     shown = get_task(load_config(run_dir / "sweep.yaml").task).showcase(run_dir, export_dir, args.prompt)
-    (run_dir / "winner" / shown.file).write_text("\n".join(shown.lines) + "\n", encoding="utf-8")
+    atomic.write_text(run_dir / "winner" / shown.file, "\n".join(shown.lines) + "\n")
     report = write_report(run_dir)
     print(f"\n{shown.heading}" if shown.heading else "")
     for line in shown.lines:
@@ -158,17 +204,20 @@ def _sweep(args: argparse.Namespace) -> Path:
         # With Ray Client, Ray Tune runs its driver on the head, writing to paths of the head.
         raise ConfigError(f"--address {args.address}: Ray Client is not supported: run lstm-sweep on a node of the "
                           "cluster with --address auto (e.g. ray exec cluster.yaml 'lstm-sweep search ... --address auto')")
+    _check_sweep_flags(args)
     where = dict(address=args.address, num_cpus=args.num_cpus, dashboard_host=args.dashboard_host)
     if getattr(args, "resume", None):
         _refuse_with_resume(args)
         outcome = resume_sweep(args.resume, **where)
     else:
-        config = load_config_arg(args.config).with_overrides(**{
+        config = _with_flags(load_config_arg(args.config), {
             "data.path": args.data, "budget.num_samples": args.samples, "budget.max_epochs": args.max_epochs,
             "budget.max_concurrent": args.max_concurrent, "budget.max_minutes": args.max_minutes,
             "output": args.out,
             "resources.trial_memory_gb": args.trial_memory,
+            "resources.gpus_per_trial": args.gpus_per_trial, "resources.gpu_memory_gb": args.gpu_memory,
         })
+        _check_output(config.output, f"--out {args.out}" if args.out else f"output: {config.output}")
         outcome = run_sweep(config, name=args.name, **where)
     print()
     print(format_leaderboard(trials_table(outcome.records, metric=outcome.metric, mode=outcome.mode), top=5))
@@ -186,10 +235,75 @@ def _refuse_with_resume(args: argparse.Namespace) -> None:
                                       ("--max-epochs", args.max_epochs), ("--max-concurrent", args.max_concurrent),
                                       ("--max-minutes", args.max_minutes),
                                       ("--out", args.out), ("--name", args.name),
-                                      ("--trial-memory", args.trial_memory)] if value is not None]
+                                      ("--trial-memory", args.trial_memory),
+                                      ("--gpus-per-trial", args.gpus_per_trial),
+                                      ("--gpu-memory", args.gpu_memory)] if value is not None]
     if given:
         raise ConfigError(f"--resume {args.resume}: {', '.join(given)} cannot change a sweep that has started; "
                           "drop them (the run's sweep.yaml holds its settings)")
+
+
+# The config key each flag sets: a bad value is reported under the flag the user typed.
+FLAG_OF_KEY = {"data.path": "--data", "budget.num_samples": "--samples", "budget.max_epochs": "--max-epochs",
+               "budget.max_concurrent": "--max-concurrent", "budget.max_minutes": "--max-minutes",
+               "output": "--out", "resources.trial_memory_gb": "--trial-memory",
+               "resources.gpus_per_trial": "--gpus-per-trial", "resources.gpu_memory_gb": "--gpu-memory"}
+
+
+def _with_flags(config, overrides: dict):
+    """``config`` with the flags' values (``{config key: value}``, None: not given), checked as the
+    sweep file is; a bad value is a ConfigError naming the flag: ``--max-epochs -1: must be >= 1
+    (budget.max_epochs)``."""
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        try:
+            config.with_overrides(**{key: value})
+        except ConfigError as e:
+            flag = FLAG_OF_KEY.get(key, key)
+            text = str(e).removeprefix("command line: ")
+            if text.startswith(f"{key}: "):
+                text = text[len(key) + 2:]
+                for shown in (repr(value), str(value)):
+                    if text.startswith(f"{shown} "):
+                        text = text[len(shown) + 1:]
+                        break
+                text = f"{text} ({key})"
+            raise ConfigError(f"{flag} {value}: {text}") from None
+    return config.with_overrides(**overrides)
+
+
+def _check_sweep_flags(args: argparse.Namespace) -> None:
+    """The flags of `search` and `run` that no config key checks, before anything runs."""
+    from lstm_sweep.search.config import FOLDER_NAME_RULE, is_folder_name
+
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise ConfigError(f"--num-cpus {args.num_cpus}: must be >= 1 (the CPUs of the local Ray)")
+    if args.name is not None and not is_folder_name(args.name):
+        raise ConfigError(f"--name {args.name!r}: must be {FOLDER_NAME_RULE}, like the config's name "
+                          "(the run folder is made in --out)")
+    if args.address:
+        check_reachable(args.address)  # a few seconds at most, before the corpus is read
+
+
+def _check_output(out: str, given: str) -> None:
+    """Refuse an output folder that is a file, or on a read-only file system, or not writable,
+    before the corpus is read or Ray starts; ``given`` is how the user set it."""
+    path = Path(out).expanduser()
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"cannot be made: {existing} is a file"
+        raise RunFolderError(f"{given}: {what}, not a folder: pass --out with a folder (it is made if missing)")
+    try:
+        read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        raise RunFolderError(f"{given}: {existing} is on a read-only file system: pass --out with a folder "
+                             "that can be written")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunFolderError(f"{given}: cannot write in {existing} (permission denied): pass --out with a "
+                             "folder of yours")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -238,6 +352,10 @@ def _predict(args: argparse.Namespace) -> int:
             raise ConfigError(f"--file {args.file}: cannot read it ({type(e).__name__}: {e})") from None
     if not texts:
         raise ConfigError("predict: no text to classify: give texts as arguments, or --file with one text per line")
+    from lstm_sweep.data_pipeline.text import text_words
+
+    for number, text in enumerate(texts, 1):
+        text_words(text, number)  # marks alone are no text: refused as `generate` refuses such a prompt
     from lstm_sweep.model.classifier import classify_texts
     from lstm_sweep.model.export import load_classifier_export
 
@@ -265,21 +383,45 @@ def _samples(export_dir: Path, prompt: str, num: int, seed: int | None, temperat
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from lstm_sweep.search.plan import describe_sizer, plan_table, space_configs
-    from lstm_sweep.search.resources import make_sizer, this_machine
-
-    config = load_config_arg(args.config).with_overrides(**{
+    config = _with_flags(load_config_arg(args.config), {
         "resources.trial_memory_gb": args.trial_memory, "resources.gpu_memory_gb": args.gpu_memory})
     if args.samples < 1:
         raise ConfigError(f"--samples {args.samples}: must be >= 1")
     if args.classes < 2:
         raise ConfigError(f"--classes {args.classes}: must be >= 2")
-    sizer = make_sizer(config, args.vocab or config.data.vocab_size, this_machine(), num_classes=args.classes)
+    if args.vocab is not None and args.vocab < 4:
+        raise ConfigError(f"--vocab {args.vocab}: must be >= 4 (the 4 special tokens included), as data.vocab_size")
+    from lstm_sweep.search.plan import describe_sizer, plan_table, space_configs
+    from lstm_sweep.search.resources import make_sizer, sweep_calibration, this_machine  # loads TensorFlow
+
+    calibration, source = sweep_calibration(config)
+    vocab = config.data.vocab_size if args.vocab is None else args.vocab
+    sizer = make_sizer(config, vocab, this_machine(), num_classes=args.classes,
+                       calibration=calibration)
     table = plan_table(space_configs(config, args.samples, seed=config.searcher.seed), sizer)
     print(describe_sizer(sizer))
     print(table.to_string(index=False))
     counts = table.status.value_counts()
     print(f"{len(table)} configs: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    print(f"memory model: {source}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """Measure the grid here (each config in a fresh trial-like process), fit, store, say where."""
+    if args.parallel < 1:
+        raise ConfigError(f"--parallel {args.parallel}: must be >= 1")
+    from lstm_sweep.model.calibration import calibrate, load_calibration
+
+    path, calibration, rows, seconds = calibrate(quick=args.quick, parallel=args.parallel)
+    print()
+    for r in rows:
+        print(f"  {r['name']:>20}  measured {r['measured_mb']:7.0f} MB  predicted {r['predicted_mb']:7.0f} MB  "
+              f"{r['error_pct']:+6.1f}%")
+    errors = [r["error_pct"] for r in rows]
+    print(f"\n{calibration}\npredictions from {min(errors):+.1f}% to {max(errors):+.1f}% of the measured peaks "
+          f"({len(rows)} configs, {seconds:.0f} s)")
+    print(f"  wrote: {path}\n  used by plan and sweeps on this device: {load_calibration(path.stem)[1]}")
     return 0
 
 

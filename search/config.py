@@ -28,7 +28,8 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
     scheduler: {kind}           # asha | fifo | hyperband | median: Ray Tune's trial schedulers
     asha:     {grace_period, reduction_factor, stop_at_baseline}   # the schedulers' knobs
     searcher: {kind, seed, n_startup_trials}                     # kind: tpe | random
-    resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid,
+    resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid, gpu_process_reserve_mb,
+                allow_cpu_fallback,
                 trial_memory_gb, min_batch_size, memory_headroom, max_oom_retries,
                 max_failures}
 
@@ -174,8 +175,17 @@ class Resources:
 
     cpus_per_trial: float = 1.0  # CPUs Ray reserves per trial; TensorFlow gets that many threads
     gpus_per_trial: float = 0.0  # 0: CPU only; else the most of one GPU a trial may get, in (0, 1]
-    gpu_memory_gb: float = 0.0  # memory of each GPU; 0: read it from nvidia-smi on this machine
+    # Usable memory of each GPU in GiB (2**30 bytes): what the driver reports less its own reserve
+    # (nvidia-smi's memory.total - memory.reserved; a "16 GB" T4 has about 14.7 GiB); 0: read it here.
+    gpu_memory_gb: float = 0.0
     gpu_share_grid: int = 8  # GPU shares are rounded up to multiples of 1/gpu_share_grid
+    # What every TensorFlow process holds on its GPU outside its allocator (CUDA context, cuDNN and
+    # cuBLAS handles, loaded kernels; typically 0.3-1 GiB): it comes off each trial's cap and counts
+    # in the packing. bench/gpu_acceptance.py measures it on a user's GPU.
+    gpu_process_reserve_mb: float = 1024.0
+    # A trial planned for a GPU that sees none (driver, missing [gpu] extra) fails with its reason,
+    # unless this lets it train on the CPU with the batch planned for the GPU.
+    allow_cpu_fallback: bool = False
     trial_memory_gb: float = 0.0  # per-trial memory budget; 0: the GPU share, or a CPU's share of host memory
     min_batch_size: int = 8  # a config that does not fit at this batch is `infeasible`
     memory_headroom: float = 0.1  # share of a budget kept for the memory model's error, in [0, 1)
@@ -443,6 +453,8 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
         (0 <= config.resources.gpus_per_trial <= 1, "resources.gpus_per_trial", config.resources.gpus_per_trial,
          "between 0 and 1 (a trial trains on one GPU at most)"),
         (config.resources.gpu_memory_gb >= 0, "resources.gpu_memory_gb", config.resources.gpu_memory_gb, ">= 0"),
+        (config.resources.gpu_process_reserve_mb >= 0, "resources.gpu_process_reserve_mb",
+         config.resources.gpu_process_reserve_mb, ">= 0"),
         (config.resources.gpu_share_grid >= 1, "resources.gpu_share_grid", config.resources.gpu_share_grid, ">= 1"),
         (config.resources.trial_memory_gb >= 0, "resources.trial_memory_gb", config.resources.trial_memory_gb,
          ">= 0 (0: automatic)"),
@@ -456,11 +468,20 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
          "float32 or mixed_float16"),
         (config.model.cell in categorical_options("cell"), "model.cell", config.model.cell,
          f"one of {', '.join(categorical_options('cell'))}"),
-        (bool(config.name.strip()) and "/" not in config.name, "name", config.name, "a non-empty folder name"),
+        (is_folder_name(config.name), "name", config.name, FOLDER_NAME_RULE),
     ]
     for ok, key, value, rule in checks:
         if not ok:
             raise ConfigError(f"{source}: {key}: {value!r} must be {rule}")
+
+
+FOLDER_NAME_RULE = "one folder name: not empty, without a slash (/ or \\), not . or .."
+
+
+def is_folder_name(name: str) -> bool:
+    """Whether ``name`` names one folder (a run folder): the rule of the config's ``name`` and of
+    ``--name`` (:data:`FOLDER_NAME_RULE`)."""
+    return bool(name.strip()) and not any(c in name for c in "/\\\0") and name not in (".", "..")
 
 
 def _coerce(value: Any, default: Any, source: str, key: str) -> Any:

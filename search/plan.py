@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstm_sweep.errors import ConfigError
 from lstm_sweep.search.config import Param, SweepConfig
 from lstm_sweep.search.resources import MiB, GiB, TrialSizer
 
@@ -65,8 +66,9 @@ def plan_table(configs: list[dict[str, Any]], sizer: TrialSizer) -> pd.DataFrame
 def describe_sizer(sizer: TrialSizer) -> str:
     """One line saying what budget the plan assumed."""
     if sizer.on_gpu:
-        what = (f"GPU trials: up to {sizer.gpus_per_trial:g} of a {sizer.gpu_memory_bytes / GiB:.0f} GiB GPU each, "
-                f"shares rounded up to 1/{sizer.gpu_share_grid}")
+        what = (f"GPU trials: up to {sizer.gpus_per_trial:g} of a GPU with {sizer.gpu_memory_bytes / GiB:.1f} GiB "
+                f"usable each, shares rounded up to 1/{sizer.gpu_share_grid}, "
+                f"{sizer.gpu_process_reserve_bytes / MiB:,.0f} MB of each share for the process's CUDA context")
     else:
         what = f"CPU trials: {(sizer.trial_memory_bytes or sizer.host_budget_bytes) / GiB:.1f} GiB each"
     steps = (f"a classifier of {sizer.num_classes} classes" if sizer.num_classes
@@ -96,3 +98,43 @@ def _draw(param: Param, rng: np.random.Generator) -> Any:
     if param.kind == "uniform":
         return float(rng.uniform(low, high))
     return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def smallest_configs(config: SweepConfig) -> list[dict[str, Any]]:
+    """The configs of the space that need the least memory: every size (:data:`SIZE_PARAMETERS`)
+    and every number at its lowest, with each combination of the categorical values (the cell,
+    the padding sides), whose memory differs. If none of them fits, no config of the space does.
+
+    Example:
+        >>> cfg = parse_config({"space": {"hidden_size": {"logint": [32, 2048]}}})  # doctest: +SKIP
+        >>> [c["hidden_size"] for c in smallest_configs(cfg)]  # doctest: +SKIP
+        [32]
+    """
+    fixed, categorical = {}, {}
+    for name, param in config.space.items():
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in param.args)
+        if name in SIZE_PARAMETERS or numeric:
+            fixed[name] = min(param.args)
+        else:
+            categorical[name] = list(dict.fromkeys(param.args))
+    return [{**fixed, **dict(zip(categorical, values))} for values in itertools.product(*categorical.values())]
+
+
+def check_feasible(config: SweepConfig, sizer: TrialSizer, where: str = "") -> None:
+    """Refuse a sweep whose every config is infeasible: even its smallest (:func:`smallest_configs`)
+    does not fit its budget at ``resources.min_batch_size``, so every trial would end unrun.
+
+    Raises:
+        ConfigError: naming the smallest config's need and the budget, and what to change.
+    """
+    plans = [(sizer.plan(c), c) for c in smallest_configs(config)]
+    if any(plan.feasible for plan, _ in plans):
+        return
+    plan, smallest = min(plans, key=lambda pc: pc[0].need_bytes)
+    sizes = ", ".join(f"{k} {v}" for k, v in smallest.items() if k in SIZE_PARAMETERS and k != "batch_size")
+    knob = ("--trial-memory (resources.trial_memory_gb)" if sizer.trial_memory_bytes
+            else "--gpus-per-trial or --gpu-memory" if sizer.on_gpu else "--trial-memory, or run on a larger machine")
+    raise ConfigError(f"every config of the space is infeasible{where}: the smallest ({sizes}) needs "
+                      f"{plan.need_bytes / MiB:,.0f} MB at batch {min(sizer.min_batch_size, plan.batch_size_requested)} "
+                      f"against a budget of {max(plan.budget_bytes, 0) / MiB:,.0f} MB per trial: raise {knob}, "
+                      "or shrink the space (`lstm-sweep plan` shows each config)")

@@ -19,7 +19,9 @@ Its *need* is its predicted peak ``/ (1 - headroom)``.
 
 On a GPU node a trial gets the share of one GPU its need calls for (several small trials
 share a GPU; a hidden-2048 trial gets the whole of it), and TensorFlow inside the trial is
-capped at that share (``search.trainable``). On every node the trial reserves Ray's
+capped at that share less the process's own reserve (``resources.gpu_process_reserve_mb``: the
+CUDA context, cuDNN and cuBLAS handles that live outside TensorFlow's allocator), so the caps and
+reserves of the trials on a GPU add up to at most its usable memory (``search.trainable``). On every node the trial reserves Ray's
 ``memory`` resource — its need plus the process's own baseline on CPU nodes, the baseline
 alone on GPU nodes — so Ray never co-schedules trials whose peaks exceed the node.
 """
@@ -40,6 +42,16 @@ from lstm_sweep.model.memory import (CPU_CALIBRATION, HEADROOM, PROCESS_BASELINE
 from lstm_sweep.model.spec import ModelSpec
 
 MiB, GiB = 2**20, 2**30
+# Every TensorFlow process on a GPU holds a CUDA context, cuDNN and cuBLAS handles and loaded
+# kernels outside TensorFlow's allocator (get_memory_info does not see them). Typically 0.3-1 GiB
+# with CUDA 12 (the figure grows with the GPU's SM count and with lazy loading off); the default is
+# the top of that range, so full packing never fails to create a cuDNN handle. Not measured here
+# (no GPU): bench/gpu_acceptance.py measures a user's (nvidia-smi's per-process use less
+# TensorFlow's peak) and resources.gpu_process_reserve_mb sets it.
+GPU_PROCESS_RESERVE_BYTES = 1024 * MiB
+# A trial config key the sweep sets when its trials measured above their predictions: the factor
+# every predicted peak of that trial is scaled by (search.correction).
+CORRECTION_KEY = "memory_correction"
 # Ray gives its `memory` resource what is left of available memory after the object store
 # (30% by default); a plan made without a running Ray assumes the same split.
 RAY_MEMORY_SHARE = 0.7
@@ -67,6 +79,7 @@ class TrialPlan:
     gpu: float  # share of one GPU; 0 on CPU
     memory_bytes: int  # Ray `memory` reservation on the node (host RAM)
     reason: str = ""  # why it is infeasible
+    correction: float = 1.0  # the factor its predicted peaks were scaled by (CORRECTION_KEY)
 
     @property
     def feasible(self) -> bool:
@@ -84,6 +97,7 @@ class TrialPlan:
             "predicted_peak_mb": round(self.predicted_peak_bytes / MiB, 1),
             "budget_mb": round(self.budget_bytes / MiB, 1),
             "gpu_share": self.gpu,
+            CORRECTION_KEY: self.correction,
         }
 
 
@@ -99,7 +113,8 @@ class TrialSizer:
         num_classes: 0 for the language model; a classifier's number of classes.
         cpus_per_trial: CPUs every trial reserves.
         gpus_per_trial: 0 for CPU trials; else the largest share of one GPU a trial may get.
-        gpu_memory_bytes: memory of each GPU (GPU trials only).
+        gpu_memory_bytes: usable memory of each GPU (GPU trials only): what the driver reports
+            less its own reserve.
         gpu_share_grid: GPU shares are rounded up to multiples of ``1 / gpu_share_grid``.
         host_budget_bytes: the memory a CPU trial may use when ``trial_memory_bytes`` is 0.
         trial_memory_bytes: the user's per-trial budget (``--trial-memory``); 0 for automatic.
@@ -113,6 +128,9 @@ class TrialSizer:
             under-prediction (``model.memory.HEADROOM``).
         calibration: the memory model's constants for the device the trials run on
             (``model.memory.CPU_CALIBRATION`` by default).
+        gpu_process_reserve_bytes: what every TensorFlow process holds on its GPU outside its
+            allocator (CUDA context, cuDNN and cuBLAS handles, kernels): it comes off each GPU
+            trial's cap and counts in its share.
 
     Example:
         >>> sizer = TrialSizer(vocab_size=7000, seq_len=14, host_budget_bytes=4 * GiB)
@@ -137,6 +155,7 @@ class TrialSizer:
     process_baseline_bytes: int = PROCESS_BASELINE_BYTES
     headroom: float = HEADROOM
     calibration: Calibration = CPU_CALIBRATION
+    gpu_process_reserve_bytes: int = GPU_PROCESS_RESERVE_BYTES
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "seq_len", "gpu_share_grid", "min_batch_size"):
@@ -146,6 +165,8 @@ class TrialSizer:
             raise ValueError(f"headroom={self.headroom} must be in [0, 1)")
         if not 0 <= self.gpus_per_trial <= 1:
             raise ValueError(f"gpus_per_trial={self.gpus_per_trial} must be in [0, 1]")
+        if self.gpu_process_reserve_bytes < 0:
+            raise ValueError(f"gpu_process_reserve_bytes={self.gpu_process_reserve_bytes} must be >= 0")
         if self.on_gpu and self.gpu_memory_bytes <= 0:
             raise ValueError(f"gpu_memory_bytes={self.gpu_memory_bytes} must be > 0 for GPU trials")
         if not self.on_gpu and self.host_budget_bytes <= 0 and self.trial_memory_bytes <= 0:
@@ -162,33 +183,55 @@ class TrialSizer:
                                      precision=self.precision if self.on_gpu else "float32",
                                      num_classes=self.num_classes)
 
-    def plan(self, config: Mapping[str, Any]) -> TrialPlan:
-        """The batch, predicted peak, budget and resources of the trial with ``config``."""
+    def plan(self, config: Mapping[str, Any], batch_size: int | None = None) -> TrialPlan:
+        """The batch, predicted peak, budget and resources of the trial with ``config``; with
+        ``batch_size``, of that trial at that batch (after an out-of-memory retry halved it).
+
+        A config's ``memory_correction`` (:data:`CORRECTION_KEY`, set by the sweep when its trials
+        measured above their predictions) scales every predicted peak.
+        """
         spec = self.spec(config)
+        correction = float(config.get(CORRECTION_KEY, 1.0))
         requested = spec.batch_size
-        if self.on_gpu:
-            budget = self.trial_memory_bytes or int(self.gpus_per_trial * self.gpu_memory_bytes)
-        else:
-            budget = self.trial_memory_bytes or self.host_budget_bytes
-        fits = largest_batch_that_fits(spec, int(budget * (1 - self.headroom)), calibration=self.calibration)
-        used = min(requested, fits)
+        budget = self._budget()
+        fits = largest_batch_that_fits(spec, int(budget * (1 - self.headroom) / correction),
+                                       calibration=self.calibration) if budget > 0 else 0
+        used = min(requested, fits) if batch_size is None else min(int(batch_size), requested)
         if used < min(self.min_batch_size, requested):
             smallest = min(self.min_batch_size, requested)
-            peak = estimate_peak_bytes(spec.with_batch(smallest), calibration=self.calibration)
+            peak = self._peak(spec.with_batch(smallest), correction)
             need = self._need(peak)
+            reserve = (f" ({self.gpu_process_reserve_bytes / MiB:,.0f} MB of its GPU share go to the process's "
+                       "CUDA context and libraries)" if self.on_gpu else "")
             return TrialPlan(requested, 0, peak, budget, need, cpu=self.cpus_per_trial, gpu=0.0, memory_bytes=0,
+                             correction=correction,
                              reason=f"needs {need / MiB:,.0f} MB at batch {smallest} (a predicted peak of "
                                     f"{peak / MiB:,.0f} MB and {self.headroom:.0%} headroom), "
-                                    f"over its budget of {budget / MiB:,.0f} MB")
-        peak = estimate_peak_bytes(spec.with_batch(used), calibration=self.calibration)
+                                    f"over its budget of {max(budget, 0) / MiB:,.0f} MB{reserve}")
+        peak = self._peak(spec.with_batch(used), correction)
         need = self._need(peak)
         if not self.on_gpu:
             return TrialPlan(requested, used, peak, budget, need, cpu=self.cpus_per_trial, gpu=0.0,
-                             memory_bytes=need + self.process_baseline_bytes)
-        grant = budget if self.trial_memory_bytes else need
+                             memory_bytes=need + self.process_baseline_bytes, correction=correction)
+        # A GPU trial holds its TensorFlow cap plus the process's own reserve; shares of the
+        # usable memory add up to at most one GPU, so caps and reserves together never exceed it.
+        grant = (budget if self.trial_memory_bytes else need) + self.gpu_process_reserve_bytes
         share = min(self.gpus_per_trial, _round_up(grant / self.gpu_memory_bytes, self.gpu_share_grid))
-        return TrialPlan(requested, used, peak, int(max(need, share * self.gpu_memory_bytes)), need,
-                         cpu=self.cpus_per_trial, gpu=share, memory_bytes=self.process_baseline_bytes)
+        cap = int(share * self.gpu_memory_bytes) - self.gpu_process_reserve_bytes
+        return TrialPlan(requested, used, peak, max(need, cap), need,
+                         cpu=self.cpus_per_trial, gpu=share, memory_bytes=self.process_baseline_bytes,
+                         correction=correction)
+
+    def _budget(self) -> int:
+        """What a trial's model may use: the user's budget, else its most of a GPU less the
+        process's reserve (at most that on a GPU), or its share of host memory."""
+        if not self.on_gpu:
+            return self.trial_memory_bytes or self.host_budget_bytes
+        most = int(self.gpus_per_trial * self.gpu_memory_bytes) - self.gpu_process_reserve_bytes
+        return min(self.trial_memory_bytes, most) if self.trial_memory_bytes else most
+
+    def _peak(self, spec: ModelSpec, correction: float) -> int:
+        return math.ceil(estimate_peak_bytes(spec, calibration=self.calibration) * correction)
 
     def _need(self, peak: int) -> int:
         return math.ceil(peak / (1 - self.headroom))
@@ -217,8 +260,9 @@ def make_sizer(config, vocab_size: int, nodes: Sequence[NodeInfo], num_classes: 
     if res.gpus_per_trial > 0 and gpu_memory == 0:
         gpu_memory = local_gpu_memory_bytes()
         if gpu_memory == 0:
-            raise ConfigError("resources.gpu_memory_gb: GPU trials need each GPU's memory and this machine "
-                              "has no nvidia-smi to read it from: set it, e.g. gpu_memory_gb: 16")
+            raise ConfigError("resources.gpu_memory_gb: GPU trials need each GPU's usable memory and this "
+                              "machine has no nvidia-smi to read it from: set it (--gpu-memory GB), e.g. 14.7 "
+                              "for a 16 GB T4")
     shares = [n.memory_bytes * min(1.0, res.cpus_per_trial / n.cpus) for n in nodes if n.cpus > 0]
     host_budget = int(max(0.0, min(shares, default=0.0) - PROCESS_BASELINE_BYTES))
     if res.gpus_per_trial == 0 and res.trial_memory_gb == 0 and host_budget <= 0:
@@ -231,7 +275,17 @@ def make_sizer(config, vocab_size: int, nodes: Sequence[NodeInfo], num_classes: 
         gpus_per_trial=res.gpus_per_trial, gpu_memory_bytes=gpu_memory, gpu_share_grid=res.gpu_share_grid,
         host_budget_bytes=host_budget, trial_memory_bytes=int(res.trial_memory_gb * GiB),
         min_batch_size=res.min_batch_size, headroom=res.memory_headroom, calibration=calibration,
+        gpu_process_reserve_bytes=int(res.gpu_process_reserve_mb * MiB),
     )
+
+
+def sweep_calibration(config) -> tuple[Calibration, str]:
+    """The memory model's calibration for the device a sweep's trials run on (a GPU's when
+    ``resources.gpus_per_trial`` > 0, else the CPU's), measured by ``lstm-sweep calibrate``, or the
+    built-in one; and a line saying which (``model.calibration.load_calibration``)."""
+    from lstm_sweep.model.calibration import device_key, load_calibration
+
+    return load_calibration(device_key(gpus=config.resources.gpus_per_trial > 0))
 
 
 def ray_nodes() -> list[NodeInfo]:
@@ -250,16 +304,41 @@ def this_machine() -> list[NodeInfo]:
 
 
 def local_gpu_memory_bytes() -> int:
-    """Memory of the smallest GPU on this machine (``nvidia-smi``), or 0 when there is none."""
+    """Usable memory of the smallest GPU on this machine, or 0 when there is none: what
+    ``nvidia-smi`` reports as ``memory.total`` less ``memory.reserved`` (the driver's own; drivers
+    that do not report it count it as 0), in bytes."""
     if not shutil.which("nvidia-smi"):
         return 0
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
-        sizes = [int(float(line)) * MiB for line in out.split() if line.strip()]
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return 0
+        out = _nvidia_smi("--query-gpu=memory.total,memory.reserved")
+    except (OSError, subprocess.SubprocessError):
+        try:  # an older driver without memory.reserved
+            out = _nvidia_smi("--query-gpu=memory.total")
+        except (OSError, subprocess.SubprocessError):
+            return 0
+    sizes = []
+    for line in out.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        try:
+            total = float(fields[0])
+        except ValueError:
+            continue
+        reserved = float(fields[1]) if len(fields) > 1 and _is_number(fields[1]) else 0.0
+        sizes.append(int((total - reserved) * MiB))
     return min(sizes, default=0)
+
+
+def _nvidia_smi(query: str) -> str:
+    return subprocess.run(["nvidia-smi", query, "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                          timeout=20, check=True).stdout
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _round_up(share: float, grid: int) -> float:

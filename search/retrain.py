@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from lstm_sweep import atomic
 from lstm_sweep.errors import ConfigError, RunFolderError
 from lstm_sweep.search.config import SweepConfig, load_config
 
@@ -86,7 +87,6 @@ def retrain(run_dir: str | Path, epochs: int = 10, patience: int = 3, dropout: f
     if dropout is None:
         dropout = float(winner.params["dropout"]) if "dropout" in config.searched() else DEFAULT_DROPOUT
 
-    from lstm_sweep.model import configure_threads, set_seed
     from lstm_sweep.search.tasks import get_task
 
     task = get_task(config.task)
@@ -94,17 +94,17 @@ def retrain(run_dir: str | Path, epochs: int = 10, patience: int = 3, dropout: f
     out.mkdir(exist_ok=True)
     settings = task.settings(config.data.__dict__, winner.params)
     prepared = task.prepare(settings)
-    spec = task.spec(winner.params, prepared, config, dropout=dropout, batch_size=winner.batch_size)
-    configure_threads(max(1, int(config.resources.cpus_per_trial)))
-    set_seed(config.searcher.seed)
+    plan, device = _plan_here(winner, task, prepared)
+    spec = task.spec(winner.params, prepared, config, dropout=dropout, batch_size=plan.batch_size_used)
     print(f"retraining trial {winner.trial_id} (sweep {config.metric} {winner.sweep_value:.4f}): "
-          f"{spec.describe()}, up to {epochs} epochs")
+          f"{spec.describe()}, up to {epochs} epochs on {device}")
 
     paths = {"best": out / "best.keras", "history": out / "history.csv", "plot": out / "loss.png"}
-    table = _fit_winner(task, prepared, spec, config, paths["best"], epochs, patience, verbose)
+    table, spec, retries = _fit_winner(task, prepared, spec, config, paths["best"], epochs, patience, verbose)
     _write_history(table, paths, f"winner {winner.trial_id}: {spec.describe()}", config)
     card = _card(winner, task, prepared, spec, settings, table)
-    (out / "card.json").write_text(json.dumps(card, indent=2))  # export reads it back
+    card.update(device=device, oom_retries=retries, predicted_peak_mb=round(plan.predicted_peak_bytes / 2**20, 1))
+    atomic.write_text(out / "card.json", json.dumps(card, indent=2))  # export reads it back
     paths["export"] = export(run_dir)
     return paths
 
@@ -119,22 +119,70 @@ def check_retrain_arguments(epochs: int, patience: int, dropout: float | None) -
         raise ConfigError(f"--dropout {dropout}: must be in [0, 1)")
 
 
+def _plan_here(winner: Winner, task, prepared):
+    """The winner's plan on this machine, as a trial's (``search.resources``): its batch cut to what
+    fits here, TensorFlow's threads, its GPU cap and precision. Returns the plan and the device."""
+    import keras
+    import tensorflow as tf
+
+    from lstm_sweep.model import configure_threads, set_seed
+    from lstm_sweep.model.devices import configure_gpu, device_name
+    from lstm_sweep.search.resources import make_sizer, this_machine
+
+    config = winner.config
+    if config.resources.gpus_per_trial and not tf.config.list_physical_devices("GPU"):
+        print("the sweep ran on GPUs, but TensorFlow sees none here: retraining on the CPU")
+        config = config.with_overrides(**{"resources.gpus_per_trial": 0})
+    sizer = make_sizer(config, len(prepared.vocab), this_machine(), num_classes=task.num_classes(prepared))
+    plan = sizer.plan({**winner.params, "batch_size": winner.batch_size})
+    if not plan.feasible:
+        raise ConfigError(f"the winner does not fit this machine: it {plan.reason}; retrain it where the sweep ran, "
+                          "or raise resources.trial_memory_gb")
+    configure_threads(max(1, int(plan.cpu)))
+    on_gpu = configure_gpu(plan.budget_bytes if 0 < plan.gpu < 1 else None)
+    if on_gpu and config.model.precision == "mixed_float16":
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    set_seed(config.searcher.seed)
+    return plan, device_name() if on_gpu else "CPU"
+
+
 def _fit_winner(task, prepared, spec, config: SweepConfig, best_file: Path, epochs: int, patience: int,
-                verbose: Any) -> pd.DataFrame:
+                verbose: Any) -> tuple[pd.DataFrame, Any, int]:
     """Train ``spec`` with early stopping on the sweep's metric, keeping only its best epoch on disk;
-    return its history, one row an epoch (``epoch``, the task's figures, ``seconds``)."""
+    return its history (one row an epoch: ``epoch``, the task's figures, ``seconds``), the spec it
+    ended with and its out-of-memory retries. As in a trial, an out-of-memory error halves the
+    batch, at most ``resources.max_oom_retries`` times; the retrain then starts again."""
     import keras
 
+    from lstm_sweep.model import set_seed
+    from lstm_sweep.model.devices import describe_error, is_out_of_memory
+
     metric, mode = config.metric, config.mode
-    history = task.fit(
-        task.build(spec), *task.datasets(prepared, spec, config.searcher.seed), epochs=epochs, verbose=verbose,
-        callbacks=[
-            keras.callbacks.ModelCheckpoint(best_file, monitor=metric, mode=mode, save_best_only=True),
-            keras.callbacks.EarlyStopping(monitor=metric, mode=mode, patience=patience),
-        ])
+    for retries in range(config.resources.max_oom_retries + 1):
+        failure = ""
+        try:
+            history = task.fit(
+                task.build(spec), *task.datasets(prepared, spec, config.searcher.seed), epochs=epochs,
+                verbose=verbose, callbacks=[
+                    keras.callbacks.ModelCheckpoint(best_file, monitor=metric, mode=mode, save_best_only=True),
+                    keras.callbacks.EarlyStopping(monitor=metric, mode=mode, patience=patience),
+                ])
+            break
+        except Exception as e:  # noqa: BLE001 -- only a device out of memory is caught
+            if not is_out_of_memory(e) or spec.batch_size < 2:
+                raise
+            failure = describe_error(e)
+        keras.backend.clear_session(free_memory=True)  # the failed model's weights and slots
+        best_file.unlink(missing_ok=True)
+        print(f"out of memory at batch {spec.batch_size} ({failure}): starting again at batch {spec.batch_size // 2}")
+        spec = spec.with_batch(spec.batch_size // 2)
+        set_seed(config.searcher.seed)
+    else:
+        raise ConfigError(f"the retrain ran out of memory {config.resources.max_oom_retries + 1} times, the last at "
+                          f"batch {spec.batch_size * 2}: raise resources.max_oom_retries or retrain on a larger device")
     table = pd.DataFrame(history.history)
     table.insert(0, "epoch", range(1, len(table) + 1))
-    return table[["epoch", *task.reported, "seconds"]]
+    return table[["epoch", *task.reported, "seconds"]], spec, retries
 
 
 def _write_history(table: pd.DataFrame, paths: dict[str, Path], title: str, config: SweepConfig) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
@@ -24,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import yaml
 
-from lstm_sweep.errors import ConfigError, RunFolderError
+from lstm_sweep import atomic
+from lstm_sweep.errors import ConfigError, RunFolderError, UserError
 from lstm_sweep.search.config import SweepConfig
 
 if TYPE_CHECKING:  # importing search.resources loads TensorFlow: not before a user error is found
@@ -48,17 +50,57 @@ class SweepOutcome:
 
 
 def new_run_dir(config: SweepConfig, name: str | None = None) -> Path:
-    """``<output>/<name>``; by default the config's name and a timestamp, so runs never collide.
+    """``<output>/<name>``, claimed for this sweep alone; by default the config's name and a
+    timestamp (``-2``, ``-3``, ... appended when another sweep took that name first).
 
-    A named folder that already holds a run is refused rather than mixed with a new one.
+    The claim is atomic: the run folder's ``ray/`` is made with ``mkdir`` (no ``exist_ok``),
+    which exactly one process can do, so two sweeps started at once into the same ``--out``
+    never share a folder. A named folder that already holds a run is refused rather than mixed
+    with a new one; an empty folder made beforehand is taken.
     """
-    if name is None:
-        name = f"{config.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-    run_dir = Path(config.output) / name
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"run folder {run_dir} already holds a run: choose another --name or --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    return _claim_run_dir(config, name)[0]
+
+
+def _claim_run_dir(config: SweepConfig, name: str | None) -> tuple[Path, Path | None]:
+    """The claimed run folder, and the topmost folder this call created (None: none, the run
+    folder was there, empty), which :func:`_unclaim` removes again."""
+    out = Path(config.output)
+    made_out = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
+    base = name if name is not None else f"{config.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    for attempt in range(1, 1000):
+        run_dir = out / (base if attempt == 1 else f"{base}-{attempt}")
+        created = made_out or (None if run_dir.exists() else run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if not any(p.name != EXPERIMENT_DIR for p in run_dir.iterdir()):
+                (run_dir / EXPERIMENT_DIR).mkdir()  # the claim: one process wins
+                return run_dir, created
+        except FileExistsError:
+            pass  # another sweep claimed it first
+        except OSError as e:
+            raise RunFolderError(f"cannot make the run folder {run_dir} ({e.strerror or e}): choose another --out, "
+                                 "one on a writable file system") from None
+        if name is not None:
+            raise ConfigError(f"run folder {run_dir} already holds a run: choose another --name or --out")
+    raise RunFolderError(f"{out}: no free run folder name after {base}-999: choose another --name")
+
+
+def _unclaim(run_dir: Path, created: Path | None) -> None:
+    """Undo :func:`_claim_run_dir` for a sweep refused before it started: what it wrote, and
+    the folders it made (those still empty: another sweep may have begun beside it)."""
+    for child in run_dir.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    if created is None:
+        return
+    folder = run_dir
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == created or folder.parent == folder:
+            return
+        folder = folder.parent
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
@@ -82,7 +124,10 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
     if ray.is_initialized():
         return _dashboard_url(ray.get_runtime_context())
     if address:
-        context = ray.init(address=address, configure_logging=False, log_to_driver=True)
+        from lstm_sweep.search.cluster import connect
+
+        # Checked first, bounded, ended by Ctrl-C or SIGTERM; errors name the address as given.
+        context = connect(address, configure_logging=False, log_to_driver=True)
         return _dashboard_url(context)
     if dashboard_host != LOCALHOST:
         log.warning("the Ray dashboard listens on %s, beyond this machine: anyone who reaches it and "
@@ -133,8 +178,13 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
     """
     from ray import tune
 
+    from lstm_sweep.search.correction import MemoryCorrectingSearcher
+    from lstm_sweep.search.diskspace import StopWhenDiskFull
     from lstm_sweep.search.searcher import make_scheduler, make_searcher
 
+    searcher = make_searcher(config, run_dir)
+    if searcher is not None:  # later trials planned with the sweep's own measured peaks (search.correction)
+        searcher = MemoryCorrectingSearcher(searcher, config.resources.memory_headroom, run_dir)
     return tune.Tuner(
         build_trainable(config, sizer, trial_hooks),
         param_space=config.param_space(),
@@ -143,7 +193,7 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
             mode=config.mode,
             # searcher.kind (TPE by default, its study in run_dir/optuna.db); None with every
             # value fixed: Tune's default generator repeats the one config num_samples times.
-            search_alg=make_searcher(config, run_dir),
+            search_alg=searcher,
             scheduler=make_scheduler(config),  # scheduler.kind, ASHA by default; time in epochs
             num_samples=config.budget.num_samples,
             max_concurrent_trials=config.budget.max_concurrent,
@@ -158,7 +208,8 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
             # A trial whose process dies (killed, its node lost) starts again from its last
             # epoch's checkpoint, up to this many times.
             failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
-            callbacks=callbacks,
+            # Stops the sweep, resumable, before the run folder's file system fills (search.diskspace).
+            callbacks=[*(callbacks or []), StopWhenDiskFull(run_dir)],
             verbose=1,
         ),
     )
@@ -167,7 +218,7 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
 def run_sweep(config: SweepConfig, name: str | None = None, address: str | None = None,
               num_cpus: int | None = None, num_gpus: int | None = None,
               trial_hooks: Sequence[Any] = (), dashboard_host: str = LOCALHOST,
-              callbacks: list | None = None) -> SweepOutcome:
+              callbacks: list | None = None, calibration: Any = None) -> SweepOutcome:
     """Run the whole sweep in a new run folder ``<output>/<name>`` and write its results there.
 
     Args:
@@ -179,6 +230,8 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         trial_hooks: hooks adding Keras callbacks to every trial (:class:`search.trainable.TrialHook`).
         dashboard_host: where a local Ray's dashboard listens (127.0.0.1 unless asked).
         callbacks: Ray Tune callbacks (benchmarks time trials with them).
+        calibration: the memory model's constants (``model.memory.Calibration``); None loads the
+            one measured for the trials' device by ``lstm-sweep calibrate``, else the built-in one.
 
     Ctrl-C (or SIGTERM) stops the trials, writes the results so far and returns an outcome
     with ``interrupted`` set; :func:`resume_sweep` goes on from there.
@@ -189,26 +242,61 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         PosixPath('runs/quick-20261122-101500/trials.csv')
     """
     from lstm_sweep.results import atomic_write_text
+
+    # The folder first, claimed atomically, and what ran in it: a driver killed from here on
+    # leaves a folder that `--resume` goes on with. A sweep refused before its trials start
+    # (a bad corpus, an impossible space, no cluster) takes the folder away again.
+    run_dir, created = _claim_run_dir(config, name)
+    print(f"run folder: {run_dir}")
+    try:
+        try:
+            atomic_write_text(run_dir / "sweep.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        except OSError as e:
+            raise _disk_error(e, run_dir, started=False) if atomic.is_disk_error(e) else e
+        tuner = _tuner_in(run_dir, config, address, num_cpus, num_gpus, trial_hooks, dashboard_host, callbacks,
+                          calibration)
+    except UserError:
+        _unclaim(run_dir, created)
+        raise
+    return _fit_and_write(tuner, config, run_dir)
+
+
+def _tuner_in(run_dir: Path, config: SweepConfig, address: str | None, num_cpus: int | None,
+              num_gpus: int | None, trial_hooks: Sequence[Any], dashboard_host: str, callbacks: list | None,
+              calibration: Any):
+    """Everything before the trials: the data (cached), Ray, the sizer, the checks that refuse a
+    sweep no trial of which could run, the data files; then the Tuner, not yet started."""
+    from lstm_sweep.data_pipeline.checks import check_split_sizes
+    from lstm_sweep.results import atomic_write_json
     from lstm_sweep.search.tasks import get_task
 
     task = get_task(config.task)
-    prepared = task.prepare(config.data)  # a bad corpus fails here, before anything is written
-    from lstm_sweep.search.resources import make_sizer, ray_nodes  # loads TensorFlow
+    prepared = task.prepare(config.data)  # a bad corpus fails here, before Ray starts
+    from lstm_sweep.search.plan import check_feasible
+    from lstm_sweep.search.resources import make_sizer, ray_nodes, this_machine  # loads TensorFlow
     print(task.describe(prepared, config.data))
+    where = "the built-in corpus" if config.data.path == "builtin" else config.data.path
+    warning = check_split_sizes(prepared.stats["train"], prepared.stats["val"], where,
+                                "examples" if task.num_classes(prepared) else "sentences")
+    if warning:
+        log.warning("warning: %s", warning)
+    sizing = dict(num_classes=task.num_classes(prepared), calibration=_calibration(config, calibration))
+    if config.resources.trial_memory_gb and not config.resources.gpus_per_trial:
+        # A budget that no node changes: an impossible space is refused before Ray starts.
+        check_feasible(config, make_sizer(config, len(prepared.vocab), this_machine(), **sizing))
 
     _start(address, num_cpus, num_gpus, dashboard_host)
-    # may refuse the config, still unwritten
-    sizer = make_sizer(config, len(prepared.vocab), ray_nodes(), num_classes=task.num_classes(prepared))
-
-    run_dir = new_run_dir(config, name)
-    print(f"run folder: {run_dir}")
-    atomic_write_text(run_dir / "sweep.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    sizer = make_sizer(config, len(prepared.vocab), ray_nodes(), **sizing)  # may refuse the config
+    check_feasible(config, sizer, where=" on this cluster" if address else "")
     # The token ids (and class names) every trial trained with; export and generation read
     # them back. A searched vocab_size re-tokenizes per trial, and the winner's vocabulary is
     # rebuilt from the same cache at retrain time.
-    task.write_data_files(prepared, run_dir)
-    tuner = build_tuner(config, run_dir, sizer, trial_hooks, callbacks)
-    return _fit_and_write(tuner, config, run_dir)
+    try:
+        task.write_data_files(prepared, run_dir)
+        atomic_write_json(run_dir / "data.json", prepared.stats)  # what was read, kept and dropped
+    except OSError as e:
+        raise _disk_error(e, run_dir, started=False) if atomic.is_disk_error(e) else e
+    return build_tuner(config, run_dir, sizer, trial_hooks, callbacks)
 
 
 def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int | None = None,
@@ -222,6 +310,10 @@ def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int 
     The sweep's settings are the ones in ``run_dir/sweep.yaml``. The ASHA scheduler starts
     with empty rungs: Ray Tune does not save its state.
 
+    A folder whose driver stopped before Tune saved its first state (while the corpus was read
+    or Ray started) runs its sweep from the start; a sweep that had ended (its driver killed
+    while it wrote the results, say) only has its results written again.
+
     Example:
         >>> resume_sweep("runs/quick-20261122-101500")  # doctest: +SKIP
     """
@@ -232,22 +324,55 @@ def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int 
 
     run_dir = Path(run_dir)
     experiment = (run_dir / EXPERIMENT_DIR).resolve()
-    # Ray Tune's state is written a few seconds into a sweep; without it, Tune would quietly
-    # start a new experiment of one trial instead.
-    if not (run_dir / "sweep.yaml").is_file() or not list(experiment.glob("experiment_state-*.json")):
-        raise RunFolderError(f"{run_dir}: nothing to resume (no sweep.yaml, or no Ray Tune state in "
-                          f"{EXPERIMENT_DIR}/): pass a folder made by `lstm-sweep search`")
+    if not (run_dir / "sweep.yaml").is_file():
+        what = "it does not exist" if not run_dir.exists() else "no sweep.yaml in it"
+        raise RunFolderError(f"{run_dir}: nothing to resume ({what}): pass a folder made by `lstm-sweep search`")
+    atomic.remove_leftovers(run_dir)  # temporaries of a writer killed outright
     config = load_config(run_dir / "sweep.yaml")
+    if not list(experiment.glob("experiment_state-*.json")):
+        # Stopped before Ray Tune saved its first state (while the corpus was read, Ray started or
+        # the first trials were set up): Tune recorded nothing to keep, and without its state
+        # Tuner.restore would start an experiment of one trial. Start the sweep here instead.
+        print(f"resuming {run_dir}: no trial had started: running the sweep of its sweep.yaml")
+        for child in run_dir.iterdir():
+            if child.name != "sweep.yaml":
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        (run_dir / EXPERIMENT_DIR).mkdir()
+        tuner = _tuner_in(run_dir, config, address, num_cpus, num_gpus, trial_hooks, dashboard_host, None, None)
+        return _fit_and_write(tuner, config, run_dir)
+    if _finished(experiment, config.budget.num_samples):
+        print(f"nothing left to do: every trial of {run_dir} has ended; its results are written again")
+        return _write_results_or_say(run_dir, config)
     task = get_task(config.task)
     prepared = task.prepare(config.data)
     from lstm_sweep.search.resources import make_sizer, ray_nodes  # loads TensorFlow
 
     _start(address, num_cpus, num_gpus, dashboard_host)
-    sizer = make_sizer(config, len(prepared.vocab), ray_nodes(), num_classes=task.num_classes(prepared))
+    sizer = make_sizer(config, len(prepared.vocab), ray_nodes(), num_classes=task.num_classes(prepared),
+                       calibration=_calibration(config, None))
     print(f"resuming {run_dir}")
     tuner = tune.Tuner.restore(str(experiment), build_trainable(config, sizer, trial_hooks),
                                resume_unfinished=True, resume_errored=False)
     return _fit_and_write(tuner, config, run_dir)
+
+
+def _finished(experiment: Path, num_samples: int) -> bool:
+    """Whether Ray Tune's saved state says the sweep ended: every trial proposed, each one
+    terminated or errored (errored trials are not run again: ``resume_errored=False``)."""
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(str(experiment)).trials
+    return len(trials) >= num_samples and all(t.status in ("TERMINATED", "ERROR") for t in trials)
+
+
+def _calibration(config: SweepConfig, given: Any) -> Any:
+    """The memory model's calibration for the sweep's device (or the caller's), said on the terminal."""
+    from lstm_sweep.search.resources import sweep_calibration
+
+    calibration, source = (given, "a calibration given by the caller") if given is not None \
+        else sweep_calibration(config)
+    print(f"memory model: {source}")
+    return calibration
 
 
 def _start(address: str | None, num_cpus: int | None, num_gpus: int | None, dashboard_host: str) -> None:
@@ -270,21 +395,58 @@ def _fit_and_write(tuner, config: SweepConfig, run_dir: Path) -> SweepOutcome:
     if in_main_thread:
         signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGUSR1))
     started = time.monotonic()
+    from lstm_sweep.search.diskspace import StopWhenDiskFull
+
+    StopWhenDiskFull.stopped, disk = "", ""
+    # Ray Tune's own TensorBoard hint names its session's staging copy, not the run folder.
+    print(f"TensorBoard: tensorboard --logdir {run_dir / EXPERIMENT_DIR}")
     try:
         results = tuner.fit()
     except KeyboardInterrupt:  # a second Ctrl-C while Tune was saving its state
         pass
+    except OSError as e:  # Tune's own state on a full disk
+        if not atomic.is_disk_error(e):
+            raise
+        disk = f"{e.filename or run_dir}: {e.strerror}"
     finally:
         if in_main_thread:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    disk = StopWhenDiskFull.stopped or disk
+    if disk:  # stopped as Ctrl-C would have; what can be written is, and one line says how to go on
+        try:
+            _write_results(run_dir, config, interrupted=True)
+            written = f"its results so far are in {run_dir}"
+        except OSError as e:
+            if not atomic.is_disk_error(e):
+                raise
+            written = "no room for its results either (the files written before are as they were)"
+        raise RunFolderError(f"{disk}: the sweep stopped, {written}; free space there, then go on with: "
+                             f"lstm-sweep search --resume {run_dir}")
     # Trials that the time budget stopped are not an interruption: the sweep is over.
     limit = config.budget.max_minutes * 60
     if results is not None and limit and time.monotonic() - started >= limit:
         print(f"time budget of {config.budget.max_minutes:g} minutes spent: the running trials were stopped")
-        return _write_results(run_dir, config)
-    return _write_results(run_dir, config, interrupted=_interrupted(results, config.budget.num_samples))
+        return _write_results_or_say(run_dir, config)
+    return _write_results_or_say(run_dir, config, interrupted=_interrupted(results, config.budget.num_samples))
+
+
+def _write_results_or_say(run_dir: Path, config: SweepConfig, interrupted: bool = False) -> SweepOutcome:
+    """:func:`_write_results`; a full (or read-only) disk is one line that says how to go on."""
+    try:
+        return _write_results(run_dir, config, interrupted=interrupted)
+    except OSError as e:
+        if not atomic.is_disk_error(e):
+            raise
+        raise _disk_error(e, run_dir, started=True) from None
+
+
+def _disk_error(error: OSError, run_dir: Path, started: bool) -> RunFolderError:
+    """A disk error (full, over quota, read-only) as one line naming the file and what to do."""
+    then = (f"free space there, then go on with: lstm-sweep search --resume {run_dir}" if started
+            else "free space there (or choose another --out) and run the sweep again")
+    return RunFolderError(f"cannot write {error.filename or run_dir} ({error.strerror}): {then}")
 
 
 def _interrupted(results, num_samples: int) -> bool:
@@ -305,7 +467,11 @@ def rebuild_results(run_dir: str | Path) -> SweepOutcome:
     if not (run_dir / EXPERIMENT_DIR).is_dir():
         raise RunFolderError(f"{run_dir}: no Ray Tune experiment in it ({EXPERIMENT_DIR}/ missing): "
                           "pass a folder made by `lstm-sweep search`")
-    return _write_results(run_dir, load_config(run_dir / "sweep.yaml"))
+    if not (run_dir / "sweep.yaml").is_file():
+        raise RunFolderError(f"{run_dir}: no sweep.yaml in it (the config the sweep ran with, which the tables "
+                             "need): put it back, e.g. copy the sweep file you ran to "
+                             f"{run_dir / 'sweep.yaml'}")
+    return _write_results_or_say(run_dir, load_config(run_dir / "sweep.yaml"))
 
 
 def _write_results(run_dir: Path, config: SweepConfig, interrupted: bool = False) -> SweepOutcome:

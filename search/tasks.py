@@ -283,6 +283,7 @@ class ClassifyTask(_TaskBase):
         from lstm_sweep.data_pipeline import pad_to
         from lstm_sweep.model.classifier import class_probabilities
         from lstm_sweep.model.export import load_classifier_export
+        from lstm_sweep.results import atomic_write_json
         from lstm_sweep.search.retrain import read_winner
 
         model, vocab, labels, card = load_classifier_export(export_dir)
@@ -293,6 +294,11 @@ class ClassifyTask(_TaskBase):
                                                           cut["truncating"]))
         predicted = probabilities.argmax(axis=1)
         accuracy = float(np.mean(predicted == prepared.val_labels))
+        # The whole validation split's confusion (rows: the true class), for report.html.
+        matrix = np.zeros((len(labels), len(labels)), np.int64)
+        np.add.at(matrix, (prepared.val_labels, predicted), 1)
+        atomic_write_json(Path(run_dir) / "winner" / "confusion.json",
+                          {"labels": list(labels), "matrix": matrix.tolist(), "split": "the validation split"})
         lines = [f"validation accuracy {accuracy:.4f} over {len(predicted)} examples (always answering the "
                  f"majority class: {prepared.stats['majority_share_val']:.4f})", "",
                  f"{'predicted':<14} {'prob':>5}  {'true':<14} text (cleaned)"]

@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import keras
 import psutil
@@ -41,14 +41,13 @@ from ray import tune
 from lstm_sweep.data_pipeline.dataset import BUILTIN
 from lstm_sweep.model import configure_threads, save_checkpoint, set_seed
 from lstm_sweep.model.cells import Cell, register_cell, registered_cells
-from lstm_sweep.model.devices import PeakMemory, configure_gpu
+from lstm_sweep.model.devices import PeakMemory, configure_gpu, describe_error, device_name, is_out_of_memory
 from lstm_sweep.model.train import CHECKPOINT_DIR
 from lstm_sweep.search.config import SweepConfig
 from lstm_sweep.search.resources import TrialPlan, TrialSizer
 from lstm_sweep.search.tasks import get_task
 
 STATE_FILE = "state.json"  # epoch, batch size and OOM retries, beside the model
-OUT_OF_MEMORY = (tf.errors.ResourceExhaustedError, MemoryError)
 
 
 class TrialHook(Protocol):
@@ -84,7 +83,14 @@ def train_trial(config: dict[str, Any], *, sweep: SweepConfig, sizer: TrialSizer
         tune.report({**plan.metrics(), "epoch": 0, **task.worst(), "oom_retries": 0,
                      "outcome": "infeasible", "reason": plan.reason, "node": _node()})
         return
-    _configure_device(plan, sweep)
+    device = _configure_device(plan, sweep)
+    if plan.gpu and device == "CPU" and not sweep.resources.allow_cpu_fallback:
+        tune.report({**plan.metrics(), "epoch": 0, **task.worst(), "oom_retries": 0, "outcome": "no_gpu",
+                     "device": device, "node": _node(),
+                     "reason": f"planned for {plan.gpu:g} of a GPU, but TensorFlow sees no GPU on this node "
+                               "(check `nvidia-smi`, and install the GPU build: pip install '.[gpu]'); set "
+                               "resources.allow_cpu_fallback: true to train on the CPU instead"})
+        return
     set_seed(sweep.searcher.seed)
     prepared = task.prepare(task.settings(dataclasses.asdict(sweep.data), config))
     meter = PeakMemory()  # after the data, before the model: what the memory model predicts
@@ -92,20 +98,24 @@ def train_trial(config: dict[str, Any], *, sweep: SweepConfig, sizer: TrialSizer
     model, state = _resume(plan)
     baseline = _Baseline(task, prepared, sweep.metric, sweep.mode,
                          sweep.asha.grace_period if sweep.asha.stop_at_baseline else 0)
-    reporter = _ReportToTune(plan, meter, state, started=entered, job=task, baseline=baseline)
+    reporter = _ReportToTune(plan, meter, state, started=entered, job=task, baseline=baseline, device=device)
+    if state["batch_size"] != plan.batch_size_used:  # resumed after an out-of-memory halving
+        reporter.plan = sizer.plan(config, batch_size=state["batch_size"])
     try:
-        _train(task, prepared, spec, model, reporter, sweep, hooks)
+        _train(task, prepared, spec, model, reporter, sweep, hooks, lambda batch: sizer.plan(config, batch))
     finally:
         reporter.close()
 
 
-def _configure_device(plan: TrialPlan, sweep: SweepConfig) -> None:
+def _configure_device(plan: TrialPlan, sweep: SweepConfig) -> str:
     """Threads as the CPUs Ray gave the trial; on a GPU, TensorFlow capped at the trial's share
-    and mixed precision if asked. Before TensorFlow runs its first op."""
+    (less the process's reserve: ``plan.budget_bytes``) and mixed precision if asked. Before
+    TensorFlow runs its first op. Returns the device it trains on (``model.devices.device_name``)."""
     configure_threads(max(1, int(plan.cpu)))
     on_gpu = configure_gpu(plan.budget_bytes if plan.gpu and plan.gpu < 1 else None)
     if sweep.model.precision == "mixed_float16" and on_gpu:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    return device_name() if on_gpu else "CPU"
 
 
 def _resume(plan: TrialPlan) -> tuple[keras.Model | None, dict[str, int]]:
@@ -118,9 +128,15 @@ def _resume(plan: TrialPlan) -> tuple[keras.Model | None, dict[str, int]]:
 
 
 def _train(task, prepared, spec, model, reporter: "_ReportToTune", sweep: SweepConfig,
-           hooks: Sequence[TrialHook]) -> None:
+           hooks: Sequence[TrialHook], plan_at: Callable[[int], TrialPlan]) -> None:
     """Fit epoch by epoch up to ``budget.max_epochs``; an out-of-memory error halves the batch
-    and goes on from the last finished epoch (the safety net under the memory model)."""
+    and goes on from the last finished epoch (the safety net under the memory model).
+
+    After an out-of-memory error the failed attempt's model is released before the last
+    checkpoint is loaded (its weights and Adam slots would otherwise stay in the pool), the plan
+    is re-made at the new batch (``plan_at``) so ``predicted_peak_mb`` is the new batch's, and
+    the peak is measured afresh so ``measured_peak_mb`` leaves the failed attempt out.
+    """
     seed, max_epochs, started_from = sweep.searcher.seed, sweep.budget.max_epochs, tune.get_checkpoint()
     while reporter.state["epoch"] < max_epochs:
         if model is None:
@@ -129,29 +145,42 @@ def _train(task, prepared, spec, model, reporter: "_ReportToTune", sweep: SweepC
             reporter.build_seconds += time.perf_counter() - built
         batch = reporter.state["batch_size"]
         callbacks = [reporter, *(callback for hook in hooks for callback in hook.callbacks(batch))]
+        failure = ""
         try:
             task.fit(model, *task.datasets(prepared, spec.with_batch(batch), seed), epochs=max_epochs,
                      initial_epoch=reporter.state["epoch"], callbacks=callbacks)
-        except OUT_OF_MEMORY as e:
-            retries = reporter.state["oom_retries"] + 1
-            if retries > sweep.resources.max_oom_retries or batch // 2 < 1:
-                tune.report({**reporter.last_metrics(), "oom_retries": retries, "outcome": "out_of_memory",
-                             "reason": f"out of memory at batch {batch} after {retries - 1} halvings "
-                                       f"({type(e).__name__})"})
-                return
-            reporter.state = {**reporter.state, "batch_size": batch // 2, "oom_retries": retries}
-            model = _restore(reporter.folder, started_from)
-            if model is None:
-                set_seed(seed)  # no epoch finished yet: the same initial weights as the first try
-        else:
             return  # the last epoch, or stopped at the baseline
+        except Exception as e:  # noqa: BLE001 -- only a device out of memory is caught
+            if not is_out_of_memory(e):
+                raise
+            failure = describe_error(e)
+        # Out of the except block: the traceback, and fit's frames that hold the model, are gone.
+        retries = reporter.state["oom_retries"] + 1
+        if retries > sweep.resources.max_oom_retries or batch // 2 < 1:
+            tune.report({**reporter.last_metrics(), "oom_retries": retries, "outcome": "out_of_memory",
+                         "reason": f"out of memory at batch {batch} after {retries - 1} halvings ({failure})"})
+            return
+        for callback in callbacks:  # drop every reference to the failed attempt's model, then free it
+            callback.set_model(None)
+        model = None
+        keras.backend.clear_session(free_memory=True)  # also runs the garbage collector
+        reporter.state = {**reporter.state, "batch_size": batch // 2, "oom_retries": retries}
+        reporter.plan = plan_at(batch // 2)
+        reporter.meter.restart()
+        logging.getLogger("lstm_sweep.search").warning("out of memory at batch %d (%s): going on at batch %d",
+                                                       batch, failure, batch // 2)
+        model = _restore(reporter.folder, started_from)
+        if model is None:
+            set_seed(seed)  # no epoch finished yet: the same initial weights as the first try
 
 
 class _ReportToTune(keras.callbacks.Callback):
     """Report each epoch's figures to Tune, with a checkpoint of the whole model."""
 
-    def __init__(self, plan, meter: PeakMemory, state: dict[str, int], started: float, job, baseline: "_Baseline"):
+    def __init__(self, plan, meter: PeakMemory, state: dict[str, int], started: float, job, baseline: "_Baseline",
+                 device: str = ""):
         super().__init__()
+        self.device = device  # what it trains on: trials.csv's device
         self.plan, self.meter, self.state, self.job, self.baseline = plan, meter, dict(state), job, baseline
         self.at_baseline = False  # stopped: no better than the baseline after the grace period
         self.node = _node()
@@ -179,6 +208,7 @@ class _ReportToTune(keras.callbacks.Callback):
             "outcome": "",
             "reason": "",
             "node": self.node,
+            "device": self.device,
             "trial_started": self.started,  # with Tune's `timestamp`: which trials ran at once
             # A trial's start-up cost: its worker process started, it trained its first step,
             # less building the model (bench/scale.py).
@@ -228,10 +258,24 @@ class _Baseline:
                 f"{self.name} ({self.value:.4f})")
 
 
+# The errors a real device gives when it runs out of memory (model.devices.is_out_of_memory), as
+# InjectOutOfMemory raises them: TensorFlow's allocator, and cuDNN's RNN workspace (tensorflow#35950).
+FAULTS = {
+    "resource_exhausted": (tf.errors.ResourceExhaustedError,
+                           "OOM when allocating tensor with shape[{batch},2048] and type float on "
+                           "/job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc"),
+    "cudnn": (tf.errors.InternalError,
+              "Failed to call ThenRnnForward with model config: [rnn_mode, rnn_input_mode, rnn_direction_mode]: "
+              "2, 0, 0 , [num_layers, input_size, num_units, dir_count, max_seq_length, batch_size, "
+              "cell_num_units]: [1, 256, 2048, 1, 14, {batch}, 2048] [Op:CudnnRNNV3]"),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class InjectOutOfMemory:
     """A :class:`TrialHook` that fails training as a GPU out of memory would: every training
-    step with a batch larger than ``above`` raises ``ResourceExhaustedError``, from epoch
+    step with a batch larger than ``above`` raises the real error of ``fault`` (:data:`FAULTS`:
+    TensorFlow's ``ResourceExhaustedError``, or cuDNN's ``InternalError``), from epoch
     ``from_epoch`` (0-based) on. For tests of the OOM safety net, and for trying it on a machine.
 
     Example:
@@ -240,22 +284,28 @@ class InjectOutOfMemory:
 
     above: int
     from_epoch: int = 0
+    fault: str = "resource_exhausted"
+
+    def __post_init__(self) -> None:
+        if self.fault not in FAULTS:
+            raise ValueError(f"fault={self.fault!r} must be one of {', '.join(FAULTS)}")
 
     def callbacks(self, batch_size: int) -> list[keras.callbacks.Callback]:
-        return [_FailSteps(self)] if batch_size > self.above else []
+        return [_FailSteps(self, batch_size)] if batch_size > self.above else []
 
 
 class _FailSteps(keras.callbacks.Callback):
-    def __init__(self, fault: InjectOutOfMemory):
+    def __init__(self, fault: InjectOutOfMemory, batch_size: int):
         super().__init__()
-        self.fault, self.epoch = fault, 0
+        self.fault, self.batch_size, self.epoch = fault, batch_size, 0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.epoch = epoch
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         if self.epoch >= self.fault.from_epoch:
-            raise tf.errors.ResourceExhaustedError(None, None, f"injected OOM at batch size > {self.fault.above}")
+            error, message = FAULTS[self.fault.fault]
+            raise error(None, None, message.format(batch=self.batch_size))
 
 
 def _restore(folder: Path | None, checkpoint: tune.Checkpoint | None) -> keras.Model | None:

@@ -92,8 +92,10 @@ def test_small_trials_share_a_gpu_and_big_ones_get_more(tmp_path, local_ray, tin
     assert plan_of(big).need_bytes > gpu_memory / 8
     config = tiny_sweep(tmp_path, samples=6, epochs=2, concurrent=4,
                         space={"embedding_size": 16, "hidden_size": {"choice": [8, 256]}},
-                        resources={"cpus_per_trial": 0.5, "gpus_per_trial": 1,
-                                   "gpu_memory_gb": gpu_memory / GiB, "gpu_share_grid": 8})
+                        # Ray's fake GPU: TensorFlow trains on the CPU; packing is what this test is about.
+                        resources={"cpus_per_trial": 0.5, "gpus_per_trial": 1, "gpu_process_reserve_mb": 0,
+                                   "gpu_memory_gb": gpu_memory / GiB, "gpu_share_grid": 8,
+                                   "allow_cpu_fallback": True})
     outcome = run_sweep(config, name="run")
     trials = pd.read_csv(tmp_path / "run" / "trials.csv").set_index("trial_id")
 

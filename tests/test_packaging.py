@@ -81,3 +81,13 @@ def test_no_folder_of_the_checkout_shadows_the_installed_package():
     """``python -m pytest`` puts the checkout first on sys.path: a folder named ``lstm_sweep`` there
     would be imported instead of the installed package, without the subpackages the packaging maps."""
     assert not (REPO / "lstm_sweep").exists()
+
+
+def test_python_requires_names_the_pythons_tensorflow_has_wheels_for():
+    """TensorFlow 2.21 ships wheels for 3.10-3.13 and Keras 3.15 needs 3.11: pip should refuse
+    another Python with our line, not fail in the resolver."""
+    import configparser
+
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    assert setup["options"]["python_requires"] == ">=3.11,<3.14"
