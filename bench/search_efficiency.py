@@ -7,8 +7,11 @@ Every method searches the same task on the same machine for the same wall-clock 
   ``model.build_language_model`` with ``model.fit_language_model`` (batches of one sentence
   length, the padding-masked loss) and is scored on the same token-weighted ``val_loss`` of
   the same 5,000 validation sentences. Only the search differs.
-* **space**: embedding 16..256 and hidden 32..512 (integers, log-uniform), 1-2 layers,
-  dropout 0..0.5, learning rate 1e-4..1e-2 (log), batch 64/128/256/512; ``--max-epochs`` epochs
+* **space** (``--space issue6``, the default): embedding 16..256 and hidden 32..512 (integers,
+  log-uniform), 1-2 layers, dropout 0..0.5, learning rate 1e-4..1e-2 (log), batch
+  64/128/256/512; ``--space corners`` (issue 15's second space): the sizes as choices
+  (embedding 32/64/128/256, hidden 64/128/256/512), the rest the same. Every method reads the
+  space from ``SPACES`` (``suggest_optuna``, ``suggest_keras_tuner``); ``--max-epochs`` epochs
   per trial at most (default 4).
 * **methods** (``--methods``, one fresh process each, one after the other):
 
@@ -52,6 +55,9 @@ Ablations: ``--set KEY=VALUE`` changes a config key of the ``lstm-sweep`` method
 ``--set asha.stop_at_baseline=false``); give the variant its own ``--date`` folder and copy the
 other methods' ``<method>-seed<k>`` folders there to compare with ``--report``.
 
+Targets (issue 15): lstm-sweep's median best val_loss <= 4.60 and its median time to a best of
+``--target`` (4.8) <= 120 s; the script prints whether each holds.
+
 Target (issue 6): lstm-sweep reaches the grid's final best in at most a third of the grid's
 time, and ends the budget with the lowest median best val_loss.
 """
@@ -75,7 +81,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every Ray pro
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 METHODS = ("grid", "tune-random", "lstm-sweep", "keras-tuner", "optuna")
-SPACE = {  # issue 6's space, in lstm-sweep's config syntax; the peers' own syntax below says the same
+SPACE = {  # issue 6's space, in lstm-sweep's config syntax; every method reads it (``suggest_*`` below)
     "embedding_size": {"logint": [16, 256]},
     "hidden_size": {"logint": [32, 512]},
     "num_layers": {"int": [1, 2]},
@@ -83,11 +89,49 @@ SPACE = {  # issue 6's space, in lstm-sweep's config syntax; the peers' own synt
     "learning_rate": {"loguniform": [1e-4, 1e-2]},
     "batch_size": {"choice": [64, 128, 256, 512]},
 }
-GRID = {"embedding_size": (64, 128, 256), "hidden_size": (128, 256, 512)}
+# Issue 15's second space: the sizes as a new user writes them (choices), the same corners of
+# learning rate and batch, where stop rules that judge by epochs kill the slow starters.
+CORNERS = {
+    "embedding_size": {"choice": [32, 64, 128, 256]},
+    "hidden_size": {"choice": [64, 128, 256, 512]},
+    "num_layers": {"int": [1, 2]},
+    "dropout": {"uniform": [0.0, 0.5]},
+    "learning_rate": {"loguniform": [1e-4, 1e-2]},
+    "batch_size": {"choice": [64, 128, 256, 512]},
+}
+SPACES = {"issue6": SPACE, "corners": CORNERS}
+GRID = {"embedding_size": (64, 128, 256), "hidden_size": (128, 256, 512)}  # inside both spaces
 GRID_FIXED = {"num_layers": 1, "dropout": 0.0, "learning_rate": 1e-3, "batch_size": 128}  # Keras' Adam default
 VOCAB, MAX_TOKENS = 5000, 15
 GRACE_S = 120  # after the budget: Tune stops its trials and writes its results; then a kill
 TARGET_SHARE = 1 / 3  # of the grid's time, to reach the grid's final best
+TARGET_LOSS, TARGET_LOSS_S, TARGET_BEST = 4.8, 120.0, 4.60  # issue 15: lstm-sweep's median time to 4.8, best
+
+
+def suggest_optuna(trial, name: str, spec):
+    """One parameter of a space in lstm-sweep's syntax, as Optuna's own ``suggest_*``."""
+    if not isinstance(spec, dict):
+        return spec
+    (kind, values), = spec.items()
+    if kind == "choice":
+        return trial.suggest_categorical(name, values)
+    low, high = values
+    if kind in ("int", "logint"):
+        return trial.suggest_int(name, low, high, log=kind == "logint")
+    return trial.suggest_float(name, low, high, log=kind == "loguniform")
+
+
+def suggest_keras_tuner(hp, name: str, spec):
+    """One parameter of a space in lstm-sweep's syntax, as Keras Tuner's own ``hp.*``."""
+    if not isinstance(spec, dict):
+        return hp.Fixed(name, spec)
+    (kind, values), = spec.items()
+    if kind == "choice":
+        return hp.Choice(name, values)
+    low, high = values
+    if kind in ("int", "logint"):
+        return hp.Int(name, low, high, sampling="log" if kind == "logint" else "linear")
+    return hp.Float(name, low, high, sampling="log" if kind == "loguniform" else "linear")
 
 
 class BudgetSpent(BaseException):
@@ -216,22 +260,18 @@ def run_keras_tuner(prepared, args, events: Events) -> None:
 
     configure_threads(os.cpu_count() or 1)
     fits = itertools.count()
+    space = SPACES[args.space]
 
     class LyricsModel(kt.HyperModel):
         def build(self, hp):
-            return build_and_compile(prepared, {
-                "embedding_size": hp.Int("embedding_size", 16, 256, sampling="log"),
-                "hidden_size": hp.Int("hidden_size", 32, 512, sampling="log"),
-                "num_layers": hp.Int("num_layers", 1, 2),
-                "dropout": hp.Float("dropout", 0.0, 0.5),
-                "learning_rate": hp.Float("learning_rate", 1e-4, 1e-2, sampling="log"),
-            })
+            return build_and_compile(prepared, {name: suggest_keras_tuner(hp, name, spec)
+                                                for name, spec in space.items() if name != "batch_size"})
 
         def fit(self, hp, model, *fit_args, callbacks=(), epochs=1, initial_epoch=0, **kwargs):
             # Hyperband passes each bracket's epochs (and initial_epoch for a trial it carries on).
             trial = f"kt{next(fits)}"  # each fit Hyperband asks for: a new trial, or one carried on
             events("start", trial, params=dict(hp.values))
-            history = fit(model, prepared, hp.Choice("batch_size", [64, 128, 256, 512]), args.seed, epochs,
+            history = fit(model, prepared, suggest_keras_tuner(hp, "batch_size", space["batch_size"]), args.seed, epochs,
                           [*keras_callbacks(events, trial, args.deadline), *callbacks], initial_epoch)
             events("end", trial)
             return history
@@ -253,14 +293,7 @@ def run_optuna(prepared, args, events: Events) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     def objective(trial):
-        params = {
-            "embedding_size": trial.suggest_int("embedding_size", 16, 256, log=True),
-            "hidden_size": trial.suggest_int("hidden_size", 32, 512, log=True),
-            "num_layers": trial.suggest_int("num_layers", 1, 2),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.5),
-            "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True),
-            "batch_size": trial.suggest_categorical("batch_size", [64, 128, 256, 512]),
-        }
+        params = {name: suggest_optuna(trial, name, spec) for name, spec in SPACES[args.space].items()}
         events("start", trial.number, params=params)
         set_seed(args.seed + trial.number)
         try:
@@ -287,8 +320,9 @@ def tune_events(events: Events):
             events("start", trial.trial_id, params=trial.config)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            if math.isfinite(result.get("val_loss", math.inf)):
-                events("result", trial.trial_id, epoch=int(result["training_iteration"]),
+            # An in-epoch report (budget.reports_per_epoch) is on the validation subset: not a result here.
+            if math.isfinite(result.get("val_loss", math.inf)) and result.get("val_on") != "subset":
+                events("result", trial.trial_id, epoch=int(result.get("epoch", result["training_iteration"])),
                        val_loss=float(result["val_loss"]))
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -305,7 +339,7 @@ def sweep_config(args, folder: Path, n_train: int, n_val: int):
         "name": "search", "output": str(args.work),
         "data": {"path": settings.path, "vocab_size": settings.vocab_size, "max_tokens": settings.max_tokens,
                  "val_fraction": settings.val_fraction, "seed": settings.seed},
-        "space": SPACE,
+        "space": SPACES[args.space],
         "budget": {"num_samples": 10_000, "max_epochs": args.max_epochs, "max_concurrent": 2,
                    "max_minutes": max(1.0, args.deadline - time.time()) / 60},
         "searcher": {"seed": args.seed},
@@ -391,7 +425,8 @@ def run_method(method: str, seed: int, args, folder: Path, out: Path) -> Path:
     events.write_text(json.dumps({"t": launched, "kind": "launch", "trial": "", "deadline": deadline}) + "\n")
     cmd = [sys.executable, __file__, "--child", method, "--seed", str(seed), "--deadline", repr(deadline),
            "--events", str(events), "--work", str(work), "--folder", str(folder), "--train", str(args.train),
-           "--val", str(args.val), "--max-epochs", str(args.max_epochs), *(f"--set={o}" for o in args.set)]
+           "--val", str(args.val), "--max-epochs", str(args.max_epochs), "--space", args.space,
+           *(f"--set={o}" for o in args.set)]
     with open(work / "output.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -453,21 +488,24 @@ def read_events(path: Path, method: str, seed: int):
     return pd.DataFrame(rows), totals
 
 
-def summarize(curves, totals):
-    """Per method and seed: time to reach the same seed's grid's final best; the BENCHMARKS table."""
+def _first_below(curves, method: str, seed: int, target: float) -> float:
+    """Seconds from the method's launch to its first validation result at or below ``target``; NaN if none."""
+    run = curves[(curves.method == method) & (curves.seed == seed) & (curves.best_so_far <= target + 1e-9)]
+    return float(run.t_s.iloc[0]) if len(run) else math.nan
+
+
+def summarize(curves, totals, target: float = TARGET_LOSS):
+    """Per method and seed: time to reach the same seed's grid's final best and ``target``; the
+    BENCHMARKS table."""
     import pandas as pd
 
     summary = pd.DataFrame(totals)
     grid = summary[summary.method == "grid"].set_index("seed")
-    reach = []
-    for _, row in summary.iterrows():
-        if row.seed not in grid.index or not math.isfinite(grid.final_best[row.seed]):
-            reach.append(math.nan)
-            continue
-        run = curves[(curves.method == row.method) & (curves.seed == row.seed)]
-        hit = run[run.best_so_far <= grid.final_best[row.seed] + 1e-9]
-        reach.append(hit.t_s.iloc[0] if len(hit) else math.nan)
-    summary["t_reach_grid_best_s"] = reach
+    summary["t_reach_grid_best_s"] = [
+        _first_below(curves, row.method, row.seed, grid.final_best[row.seed])
+        if row.seed in grid.index and math.isfinite(grid.final_best[row.seed]) else math.nan
+        for _, row in summary.iterrows()]
+    summary["t_reach_target_s"] = [_first_below(curves, row.method, row.seed, target) for _, row in summary.iterrows()]
     summary["grid_wall_s"] = [grid.wall_s.get(s, math.nan) for s in summary.seed]
     summary["share_of_grid_time"] = summary.t_reach_grid_best_s / summary.grid_wall_s
 
@@ -478,6 +516,8 @@ def summarize(curves, totals):
             "method": method, "seeds": len(runs),
             "best val_loss (median)": runs.final_best.median(),
             "best val_loss (min-max)": f"{runs.final_best.min():.3f}-{runs.final_best.max():.3f}",
+            f"reached {target:g}": f"{int(runs.t_reach_target_s.notna().sum())}/{len(runs)}",
+            f"time to {target:g} s (median)": runs.t_reach_target_s.fillna(math.inf).median(),
             "reached grid's best": f"{int(reached.sum())}/{len(runs)}",
             # A seed that never reached it counts as the slowest (infinite) in the median.
             "time to grid's best s (median)": runs.t_reach_grid_best_s.fillna(math.inf).median(),
@@ -528,6 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--report", action="store_true",
                    help="run nothing: the figures from every method and seed already in the output folder")
     p.add_argument("--max-epochs", type=int, default=4, help="epochs per trial at most (4)")
+    p.add_argument("--space", choices=SPACES, default="issue6",
+                   help="issue6: log-uniform sizes (default); corners: sizes as choices (issue 15's second space)")
+    p.add_argument("--target", type=float, default=TARGET_LOSS,
+                   help=f"the table's time-to column: seconds to a best val_loss at or below this ({TARGET_LOSS:g})")
     p.add_argument("--data", help="lyrics folder (default $LSTM_SWEEP_LYRICS or ../shared/data/lyrics), or builtin")
     p.add_argument("--train", type=int, default=20_000, help="training sentences (20000)")
     p.add_argument("--val", type=int, default=5_000, help="validation sentences (5000)")
@@ -582,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
         s = prepared.stats
         print(f"task: {s['train']} train / {s['val']} val sentences of <= {MAX_TOKENS} tokens from {source}, "
               f"vocabulary {len(prepared.vocab)}; budget {args.budget_min:g} min a method, "
-              f"{args.max_epochs} epochs a trial at most; {len(methods)} methods x {len(seeds)} seeds", flush=True)
+              f"{args.max_epochs} epochs a trial at most; space {args.space}; {len(methods)} methods x {len(seeds)} seeds",
+              flush=True)
         for seed in seeds:
             for method in methods:
                 began = time.time()
@@ -593,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{total['trials_finished']} finished / {total['trials_started']} started "
                       f"({time.time() - began:.0f} s)", flush=True)
     curves = pd.concat(curves, ignore_index=True)
-    summary, table = summarize(curves, totals)
+    summary, table = summarize(curves, totals, args.target)
     args.out.mkdir(parents=True, exist_ok=True)
     curves.to_csv(args.out / f"{stem}.csv", index=False)
     summary.to_csv(args.out / f"{stem}_summary.csv", index=False)
@@ -607,6 +652,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lstm-sweep reaches the grid's final best in {share:.2f} of the grid's time (target <= "
               f"{TARGET_SHARE:.2f}) -> {'HOLDS' if share <= TARGET_SHARE else 'DOES NOT HOLD'}; "
               f"lowest median best val_loss -> {'HOLDS' if lowest else 'DOES NOT HOLD'}")
+    if "lstm-sweep" in set(table.method):
+        ours = table.set_index("method").loc["lstm-sweep"]
+        best, to = ours["best val_loss (median)"], ours[f"time to {args.target:g} s (median)"]
+        print(f"lstm-sweep: median best {best:.3f} (target <= {TARGET_BEST:.2f}) -> "
+              f"{'HOLDS' if best <= TARGET_BEST else 'DOES NOT HOLD'}; median time to {args.target:g}: "
+              f"{to:.0f} s (target <= {TARGET_LOSS_S:.0f} s) -> {'HOLDS' if to <= TARGET_LOSS_S else 'DOES NOT HOLD'}")
     return 0
 
 

@@ -11,6 +11,11 @@ The flow, top to bottom, and the module that does each step::
            fingerprint, load or build+save   one cache for both tasks                  cache
       -> lm_dataset(arrays, batch_size)      (source, target), target = source shifted  batching
 
+Characters (``data.tokens: char``, ``chars``) take their own steps: the files as one stream
+of characters (cleaned only with ``data.clean``), a seeded split by contiguous blocks, a
+:class:`CharVocabulary`, and windows of ``seq_len + 1`` ids cut inside the blocks; ``prepare``
+returns them as the same :class:`PreparedData`, a window a row.
+
 Labelled text for classification (``labelled``) takes the same steps with a CSV or a folder
 per class in, and ragged ids plus label ids out: :func:`prepare_labelled` (cached by ``cache``
 too), then per trial :func:`pad_to` a ``seq_len`` and :func:`classify_dataset` (``batching``).
@@ -26,9 +31,9 @@ from .dataset import DataSettings, PreparedData, prepare
 from .labelled import LabelledData, LabelledSettings, labels_from_json, labels_to_json, prepare_labelled
 from .synthetic import synthetic_labelled, synthetic_lines
 from .text import END, PAD, START, UNK, CorpusError, clean_document, clean_line
-from .vocab import Vocabulary
+from .vocab import CharVocabulary, Vocabulary
 
 __all__ = ["CorpusError", "clean_line", "clean_document", "read_lines", "synthetic_lines", "synthetic_labelled",
-           "Vocabulary", "DataSettings", "PreparedData", "prepare", "lm_dataset", "LabelledSettings", "LabelledData",
+           "Vocabulary", "CharVocabulary", "DataSettings", "PreparedData", "prepare", "lm_dataset", "LabelledSettings", "LabelledData",
            "prepare_labelled", "pad_to", "classify_dataset", "labels_to_json", "labels_from_json",
            "PAD", "UNK", "START", "END"]

@@ -17,6 +17,7 @@ hold, so ``from lstm_sweep.data_pipeline.dataset import ...`` keeps working.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ log = logging.getLogger("lstm_sweep.data")
 
 # Bump when cleaning, splitting, encoding or the file layout change: old cache files then miss.
 CACHE_FORMAT = 1
+TOKENS = ("word", "char")  # data.tokens: what a token is
+CHAR_FIELDS = ("tokens", "clean", "seq_len", "stride")  # the settings only a character corpus reads
 
 
 @dataclass(frozen=True)
@@ -62,16 +65,40 @@ class DataSettings:
     val_fraction: float = 0.2  # share of the kept sentences held out for validation, in (0, 1)
     seed: int = 0  # seeds the train/val split; >= 0
     builtin_lines: int = 20000  # lines of the synthetic corpus when path == "builtin"; >= 1
+    # Character models (tokens: char, data_pipeline.chars): the text as one stream, cut into windows.
+    tokens: str = "word"  # word: sentences of words | char: windows of characters
+    clean: bool = True  # char: clean the text as words are (lowercase, marks, letters only) or keep it as read
+    seq_len: int = 40  # char: characters a window feeds the model (it predicts each next one); >= 1
+    stride: int = 3  # char: a training window starts every this many characters; >= 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", check_path("path", self.path, f"a folder, a file, or {BUILTIN!r}"))
-        check_int("vocab_size", self.vocab_size, 4, "the 4 special tokens included")
+        if self.tokens not in TOKENS:
+            raise ValueError(f"tokens={self.tokens!r} must be one of {', '.join(TOKENS)}")
+        if self.tokens == "char":
+            check_int("vocab_size", self.vocab_size, 3, "characters, <pad> and <unk> included")
+        else:
+            check_int("vocab_size", self.vocab_size, 4, "the 4 special tokens included")
         check_int("max_tokens", self.max_tokens, 3, "<start>, one word, <end>")
         check_int("seed", self.seed, 0, "a seed for numpy")
         check_int("builtin_lines", self.builtin_lines, 1, "lines of the synthetic corpus")
-        for name in ("vocab_size", "max_tokens", "seed", "builtin_lines"):  # numpy ints -> int
+        check_int("seq_len", self.seq_len, 1, "characters per window")
+        check_int("stride", self.stride, 1, "characters from one window's start to the next")
+        if not isinstance(self.clean, bool):
+            raise ValueError(f"clean={self.clean!r} must be true or false")
+        if self.tokens == "word" and not self.clean:
+            raise ValueError("clean=False applies to tokens: char only (words are always cleaned)")
+        for name in ("vocab_size", "max_tokens", "seed", "builtin_lines", "seq_len", "stride"):  # numpy ints -> int
             object.__setattr__(self, name, int(getattr(self, name)))
         object.__setattr__(self, "val_fraction", check_fraction("val_fraction", self.val_fraction))
+
+    def plain(self) -> dict[str, Any]:
+        """The settings as plain data (a sweep.yaml's ``data:``): a word corpus' without the
+        character keys, a character corpus' without ``max_tokens``."""
+        out = dataclasses.asdict(self)
+        for name in (CHAR_FIELDS if self.tokens == "word" else ("max_tokens",)):
+            out.pop(name)
+        return out
 
 
 @dataclass
@@ -136,6 +163,10 @@ def prepare(settings: DataSettings, cache_dir: str | Path | None = None) -> Prep
     """
     if not isinstance(settings, DataSettings):
         raise ValueError(f"settings={settings!r} must be a DataSettings")
+    if settings.tokens == "char":
+        from .chars import prepare_chars
+
+        return prepare_chars(settings, cache_dir)
     started = time.perf_counter()
     files = None if settings.path == BUILTIN else corpus_files(settings.path)
     key = _fingerprint(settings, files)

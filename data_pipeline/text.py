@@ -168,3 +168,21 @@ def text_words(text: str, number: int = 1) -> list[str]:
         raise CorpusError(f"text {number} ({text[:40]!r}) has no words after cleaning (letters are kept; digits, "
                           "symbols and lines ending in ':' are not): give text with letters")
     return words
+
+
+def clean_text(text: str) -> str:
+    """A character corpus (or prompt) cleaned line by line by :func:`clean_line`'s rules, kept as text.
+
+    Each line becomes its cleaned words joined by single spaces (lowercase, a space around each
+    of ``? . ! ,  ¿``, other non-letters to one space); a section-label line (``"[Chorus:"``) or a
+    line with nothing left is dropped; the lines are joined by ``"\\n"``. For ``data.clean: true``
+    with ``data.tokens: char``.
+
+    Example:
+        >>> clean_text("[Chorus:\\nHey, Jude!\\n\\nDon't")
+        'hey , jude !\\ndon t'
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text={text!r} must be a str")
+    lines = (" ".join(clean_words(line)) for line in text.splitlines() if not is_section_label(line))
+    return "\n".join(line for line in lines if line)

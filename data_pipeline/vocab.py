@@ -49,6 +49,8 @@ class Vocabulary:
         '<start> love <unk> <end>'
     """
 
+    kind = "word"  # vocab.json's "kind"; a character vocabulary's is "char" (CharVocabulary)
+
     def __init__(self, tokens: Sequence[str]) -> None:
         tokens = list(tokens)
         if tuple(tokens[:4]) != SPECIALS:
@@ -110,15 +112,7 @@ class Vocabulary:
 
     def decode(self, ids: Iterable[int]) -> str:
         """Tokens of ``ids`` joined by spaces, padding (id 0) skipped."""
-        size = len(self.tokens)
-        out = []
-        for i in ids:
-            i = int(i)
-            if not 0 <= i < size:
-                raise ValueError(f"id {i} is outside the vocabulary [0, {size})")
-            if i != PAD_ID:
-                out.append(self.tokens[i])
-        return " ".join(out)
+        return " ".join(_tokens_of(self.tokens, ids))
 
     def to_json(self, path: str | Path) -> None:
         """Write the tokens to ``path`` as JSON, atomically (:mod:`lstm_sweep.atomic`).
@@ -136,6 +130,8 @@ class Vocabulary:
     def from_json(cls, path: str | Path) -> Vocabulary:
         """Load a vocabulary written by :meth:`to_json`.
 
+        A character vocabulary's file (``"kind": "char"``) loads as a :class:`CharVocabulary`.
+
         Raises:
             CorpusError: the file is missing or is not a vocabulary written by ``to_json``.
         """
@@ -144,7 +140,106 @@ class Vocabulary:
             raw = json.loads(path.read_text(encoding="utf-8"))
             if raw.get("format") != _JSON_FORMAT or raw.get("version") != _JSON_VERSION:
                 raise ValueError(f"format/version is {raw.get('format')!r}/{raw.get('version')!r}")
+            if raw.get("kind", "word") == CharVocabulary.kind:  # a character model's (tokens: char)
+                return CharVocabulary(raw["tokens"], clean=raw.get("clean", False))
             return cls(raw["tokens"])
         except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
             raise CorpusError(f"cannot load the vocabulary {path}: {e}: "
                               "pass the vocab.json written next to the exported model") from None
+
+
+CHAR_SPECIALS = (PAD, UNK)  # a character vocabulary has no sentences: no <start>, no <end>
+
+
+class CharVocabulary(Vocabulary):
+    """A fixed list of characters after ``<pad>`` (0) and ``<unk>`` (1); a character's id is its index.
+
+    Build one with :meth:`CharVocabulary.build` from text; :meth:`Vocabulary.from_json` loads
+    one back (its JSON says ``"kind": "char"``). ``clean`` records whether the text was cleaned
+    (:func:`data_pipeline.text.clean_words`' rules) before it was split into characters, so a
+    prompt is prepared as the corpus was (:meth:`prompt_text`). Any character is a token, the
+    space and the newline included.
+
+    Example:
+        >>> vocab = CharVocabulary.build("hello\\nhi", vocab_size=6)
+        >>> vocab.tokens
+        ['<pad>', '<unk>', 'h', 'l', '\\n', 'e']
+        >>> vocab.encode("hex")
+        [2, 5, 1]
+        >>> vocab.decode([2, 5, 1, 0])
+        'he<unk>'
+    """
+
+    kind = "char"
+
+    def __init__(self, tokens: Sequence[str], clean: bool = False) -> None:
+        tokens = list(tokens)
+        if tuple(tokens[:2]) != CHAR_SPECIALS:
+            raise ValueError(f"tokens must start with {list(CHAR_SPECIALS)}, got {tokens[:2]}")
+        for token in tokens[2:]:
+            if not isinstance(token, str) or len(token) != 1:
+                raise ValueError(f"token {token!r} must be one character")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError(f"tokens must be unique, these repeat: {sorted({t for t in tokens if tokens.count(t) > 1})[:5]}")
+        if not isinstance(clean, bool):
+            raise ValueError(f"clean={clean!r} must be true or false")
+        self.tokens = tokens
+        self.clean = clean
+        self._ids = {token: i for i, token in enumerate(tokens)}
+
+    @classmethod
+    def build(cls, text: str, vocab_size: int, clean: bool = False) -> CharVocabulary:  # type: ignore[override]
+        """Keep the ``vocab_size - 2`` most frequent characters of ``text`` (ties by code point).
+
+        Example:
+            >>> len(CharVocabulary.build("abcabd", vocab_size=4))
+            4
+        """
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 3:
+            raise ValueError(f"vocab_size={vocab_size!r} must be an int >= 3 (<pad>, <unk> and one character)")
+        if not isinstance(text, str):
+            raise ValueError("text must be one str")
+        counts = Counter(text)
+        chars = sorted(counts, key=lambda c: (-counts[c], c))[: vocab_size - len(CHAR_SPECIALS)]
+        return cls([*CHAR_SPECIALS, *chars], clean=clean)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CharVocabulary) and self.tokens == other.tokens and self.clean == other.clean
+
+    def __repr__(self) -> str:
+        return f"CharVocabulary({len(self)} characters: {''.join(self.tokens[2:12])!r} ...)"
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of the characters of ``text``; a character outside the vocabulary is 1 (``<unk>``)."""
+        if not isinstance(text, str):
+            raise ValueError(f"text={text!r} must be a str")
+        ids = self._ids
+        return [ids.get(ch, UNK_ID) for ch in text]
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """The characters of ``ids`` joined (no separator), padding (id 0) skipped."""
+        return "".join(_tokens_of(self.tokens, ids))
+
+    def prompt_text(self, prompt: str) -> str:
+        """``prompt`` as the corpus text was prepared: cleaned (:func:`data_pipeline.text.clean_text`)
+        when the vocabulary's corpus was, else as typed."""
+        from .text import clean_text
+
+        return clean_text(prompt) if self.clean else prompt
+
+    def to_json(self, path: str | Path) -> None:
+        text = json.dumps({"format": _JSON_FORMAT, "version": _JSON_VERSION, "kind": self.kind, "clean": self.clean,
+                           "tokens": self.tokens}, ensure_ascii=False, indent=0)
+        atomic.write_text(path, text)
+
+
+def _tokens_of(tokens, ids: Iterable[int]) -> list[str]:
+    """The tokens of ``ids``, padding (id 0) skipped; an id outside ``tokens`` is a ValueError."""
+    out = []
+    for i in ids:
+        i = int(i)
+        if not 0 <= i < len(tokens):
+            raise ValueError(f"id {i} is outside the vocabulary [0, {len(tokens)})")
+        if i != PAD_ID:
+            out.append(tokens[i])
+    return out

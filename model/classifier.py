@@ -133,6 +133,30 @@ def fit_classifier(
                      callbacks=[EpochSeconds(), *callbacks], shuffle=False, verbose=verbose)
 
 
+def evaluate_classifier(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, float]:
+    """``val_loss`` (mean cross-entropy over the examples) and ``val_accuracy`` of ``model`` on
+    ``dataset``'s ``(ids, label id)`` batches, as Keras' own validation computes them.
+
+    For in-epoch reports (``search.trainable``): ``model.evaluate`` inside ``fit`` would reset
+    the running training metrics of the epoch.
+    """
+    total = correct = count = 0.0
+    for ids, labels in dataset:
+        probabilities = model(ids, training=False)
+        if probabilities.shape[-1] == 1:
+            losses = keras.losses.binary_crossentropy(tf.cast(labels[:, None], probabilities.dtype), probabilities)
+            predicted = tf.cast(probabilities[:, 0] > 0.5, labels.dtype)
+        else:
+            losses = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
+            predicted = tf.cast(tf.argmax(probabilities, axis=-1), labels.dtype)
+        total += float(tf.reduce_sum(losses))
+        correct += float(tf.reduce_sum(tf.cast(tf.equal(predicted, labels), tf.float32)))
+        count += int(labels.shape[0])
+    if not count:
+        raise ValueError("the validation set holds no examples")
+    return {"val_loss": total / count, "val_accuracy": correct / count}
+
+
 def class_probabilities(model: keras.Model, ids: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Probabilities of every class, float32 ``(examples, classes)``; a sigmoid head's ``p`` becomes ``[1 - p, p]``.
 

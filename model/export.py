@@ -11,6 +11,10 @@ One folder, readable without our code (a classifier's: see :func:`export_classif
       vocab.json         data_pipeline.Vocabulary.to_json: token i has id i
       model_card.json    what the caller passed (config, losses, data), versions, date, signatures
 
+A character model's (``data.tokens: char``, its vocabulary a ``CharVocabulary``) has the same
+files and signatures; its ``serving_default`` splits each prompt into characters inside
+(``tf.strings.unicode_split``), with no ``<start>``: see :func:`_write_char_saved_model`.
+
 ``serving_default`` answers "which word comes next?" for raw prompts, as
 ``lstm-sweep generate`` sees them: it cleans each prompt with TensorFlow string ops that
 follow :func:`data_pipeline.clean_line` (see :func:`_clean_in_tf` for the differences), looks
@@ -39,7 +43,7 @@ import tensorflow as tf
 
 from lstm_sweep import atomic
 from lstm_sweep.data_pipeline.text import MARKS
-from lstm_sweep.data_pipeline.vocab import START_ID, UNK_ID, Vocabulary
+from lstm_sweep.data_pipeline.vocab import START_ID, UNK_ID, CharVocabulary, Vocabulary
 from lstm_sweep.errors import RunFolderError
 
 FILES = {"keras": "model.keras", "saved_model": "saved_model", "vocab": "vocab.json", "card": "model_card.json"}
@@ -97,9 +101,21 @@ def export_model(model: keras.Model, vocab: Vocabulary, folder: str | Path, card
     copy = _inference_copy(model)
     with atomic.replacing_file(paths["keras"], suffix=".keras") as tmp:
         copy.save(tmp)
+    chars = isinstance(vocab, CharVocabulary)
     with atomic.replacing_dir(paths["saved_model"]) as tmp:
-        _write_saved_model(copy, vocab, str(tmp))
+        (_write_char_saved_model if chars else _write_saved_model)(copy, vocab, str(tmp))
     vocab.to_json(paths["vocab"])
+    if chars:
+        _write_card(paths["card"], model, {**card, "tokens": "char", "vocab_size": len(vocab)}, FILES,
+                    loss="lstm_sweep>masked_cross_entropy (model.lm), nats per character", signatures={
+                        "serving_default": "prompts: string[batch] -> probabilities, logits: float32[batch, vocab] "
+                                           "for the character after each prompt (split into characters inside"
+                                           f"{', cleaned first' if vocab.clean else ''})",
+                        "next_token_ids": "tokens: int32[batch, time], right-padded with 0 -> probabilities, logits: "
+                                          "float32[batch, vocab] after each row's last character",
+                        "vocabulary": "() -> tokens: string[vocab], character i has id i (0 <pad>, 1 <unk>)",
+                    })
+        return paths
     _write_card(paths["card"], model, {**card, "vocab_size": len(vocab)}, FILES,
                 loss="lstm_sweep>masked_cross_entropy (model.lm)", signatures={
                     "serving_default": "prompts: string[batch] -> probabilities, logits: float32[batch, vocab] "
@@ -272,6 +288,40 @@ def _write_saved_model(model: keras.Model, vocab: Vocabulary, path: str) -> None
     archive.add_endpoint("serving_default", serving_default, [tf.TensorSpec([None], tf.string, name="prompts")])
     archive.add_endpoint("next_token_ids", next_token_ids, [tf.TensorSpec([None, None], tf.int32, name="tokens")])
     archive.add_endpoint("vocabulary", vocabulary, [])
+    archive.write_out(path, verbose=False)
+
+
+def _write_char_saved_model(model: keras.Model, vocab: CharVocabulary, path: str) -> None:
+    """A character model's SavedModel: prompts are split into characters inside
+    (``tf.strings.unicode_split``, code points as Python's ``str`` has them), looked up (a
+    character outside the vocabulary: ``<unk>``), right-padded, and each row's logits taken at
+    its last character. With ``vocab.clean`` a prompt is first cleaned by :func:`_clean_in_tf`
+    (one line: a newline inside a prompt becomes a space, where ``clean_text`` keeps lines)."""
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(vocab.tokens), tf.range(len(vocab), dtype=tf.int64)),
+        default_value=UNK_ID)
+    tokens, clean = tf.constant(vocab.tokens), vocab.clean
+
+    def next_token(ids: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
+        logits = tf.cast(model(ids, training=False), tf.float32)
+        last = tf.gather(logits, tf.maximum(lengths, 1) - 1, batch_dims=1)
+        return {"probabilities": tf.nn.softmax(last), "logits": last}
+
+    def serving_default(prompts: tf.Tensor) -> dict[str, tf.Tensor]:
+        characters = tf.strings.unicode_split(_clean_in_tf(prompts) if clean else prompts, "UTF-8")
+        ids = tf.cast(table.lookup(characters), tf.int32)
+        dense = tf.pad(ids.to_tensor(0), [[0, 0], [0, 1]])  # >= 1 step even for empty prompts; causal
+        return next_token(dense, tf.cast(ids.row_lengths(), tf.int32))
+
+    def next_token_ids(ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        return next_token(ids, tf.math.count_nonzero(ids, axis=1, dtype=tf.int32))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.track(table)
+    archive.add_endpoint("serving_default", serving_default, [tf.TensorSpec([None], tf.string, name="prompts")])
+    archive.add_endpoint("next_token_ids", next_token_ids, [tf.TensorSpec([None, None], tf.int32, name="tokens")])
+    archive.add_endpoint("vocabulary", lambda: {"tokens": tokens}, [])
     archive.write_out(path, verbose=False)
 
 

@@ -19,6 +19,12 @@ is all it needs, so the *step model* (the trained layers, each recurrent cell ru
 :func:`generate_by_rerunning_prefix` keeps the notebooks' way, for the benchmark and as the
 reference the step model is tested against.
 
+A character model (``data.tokens: char``; its vocabulary a ``CharVocabulary``) takes the same
+path with characters for words: the prompt as typed (cleaned only if its corpus was), no
+``<start>``, ``max_tokens`` new characters, a line ending at its first newline or at the limit
+(``stop_at``). :class:`SampleEveryEpochs` continues a fixed prompt at a few temperatures every
+few epochs while a model trains (``lstm-sweep retrain --samples-every``), words or characters.
+
 Choices a reader should know:
 
 * the output is the prompt's cleaned words followed by the new words, as the notebooks'
@@ -37,14 +43,15 @@ from __future__ import annotations
 
 import re
 import weakref
+from dataclasses import dataclass
 from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_sweep.data_pipeline.text import END, PAD, START, prompt_words
-from lstm_sweep.data_pipeline.vocab import END_ID, PAD_ID, START_ID, UNK_ID, Vocabulary
+from lstm_sweep.data_pipeline.text import END, PAD, START, CorpusError, prompt_words
+from lstm_sweep.data_pipeline.vocab import END_ID, PAD_ID, START_ID, UNK_ID, CharVocabulary, Vocabulary
 from lstm_sweep.model.cells import Cell, registered_cells
 
 # Traced functions per model, dropped with the model.
@@ -52,6 +59,7 @@ _STEP_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _FORWARD_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _DECODE_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+STOP_AT = ("newline", "limit")  # what ends a character model's line: its first newline, or max_tokens
 # (ids of shape (batch, time), states) -> (logits of the last step, states after it).
 StepFunction = Callable[[tf.Tensor, list[tf.Tensor]], tuple[tf.Tensor, list[tf.Tensor]]]
 
@@ -67,11 +75,18 @@ def generate(
     num: int = 1,  # lines to generate, as one batch; >= 1
     seed: int | None = None,  # seed of the sampling; None: a fresh random seed
     allow_unk: bool = False,  # may <unk> be generated
+    stop_at: str = "newline",  # a character model: "newline" ends a line at its first "\n", "limit" at max_tokens
 ) -> list[str]:
     """Continue ``prompt`` ``num`` times, carrying the recurrent state from token to token.
 
     The prompt is cleaned like the corpus (:func:`data_pipeline.clean_line`) and fed to the
     model once; then each step feeds only the token just chosen. Dropout is off.
+
+    A character model (its ``vocab`` a :class:`data_pipeline.CharVocabulary`) continues the
+    prompt character by character: the prompt is taken as typed (cleaned only if its corpus
+    was: ``vocab.clean``), ``max_tokens`` counts characters, and a line ends at its first
+    newline (``stop_at="newline"``, the newline not shown) or after ``max_tokens`` characters
+    (``"limit"``, newlines kept).
 
     Args:
         model: a model from :func:`model.build_language_model` (Embedding, LSTM/GRU/SimpleRNN
@@ -95,11 +110,12 @@ def generate(
         >>> generate(model, vocab, "I love", num=2, seed=7)  # doctest: +SKIP
         ['i love the night, baby', 'i love you tonight']
     """
-    words, ids = _check(model, vocab, prompt, max_tokens, temperature, top_k, num, seed)
+    line = _check(model, vocab, prompt, max_tokens, temperature, top_k, num, seed, stop_at)
     decode = _decode_function(model)
-    new = decode(tf.constant(np.tile(np.asarray(ids, np.int32), (num, 1))),
-                 *_pick_arguments(len(vocab), max_tokens, temperature, top_k, seed, allow_unk))
-    return [_detokenize(words + [vocab.tokens[i] for i in _until_end(row)]) for row in new.numpy()]
+    new = decode(tf.constant(np.tile(np.asarray(line.ids, np.int32), (num, 1))),
+                 *_pick_arguments(len(vocab), max_tokens, temperature, top_k, seed, allow_unk, line.banned),
+                 tf.constant(line.stop, tf.int32))
+    return [line.text(row) for row in new.numpy()]
 
 
 def generate_by_rerunning_prefix(
@@ -113,6 +129,7 @@ def generate_by_rerunning_prefix(
     num: int = 1,
     seed: int | None = None,
     allow_unk: bool = False,
+    stop_at: str = "newline",
 ) -> list[str]:
     """:func:`generate` the notebooks' way: run the whole prefix through the model at every step.
 
@@ -126,21 +143,20 @@ def generate_by_rerunning_prefix(
         >>> a == generate_by_rerunning_prefix(model, vocab, "I love", temperature=0)  # doctest: +SKIP
         True
     """
-    words, ids = _check(model, vocab, prompt, max_tokens, temperature, top_k, num, seed)
+    prompt_line = _check(model, vocab, prompt, max_tokens, temperature, top_k, num, seed, stop_at)
     forward = _last_logits_function(model)
     _, temperature_t, top_k_t, seed_t, banned = _pick_arguments(
-        len(vocab), max_tokens, temperature, top_k, seed, allow_unk)
-    line = np.tile(np.asarray(ids, np.int32), (num, 1))
+        len(vocab), max_tokens, temperature, top_k, seed, allow_unk, prompt_line.banned)
+    line = np.tile(np.asarray(prompt_line.ids, np.int32), (num, 1))
     done = np.zeros(num, bool)
     for t in range(max_tokens):
         logits = forward(tf.constant(line))  # the whole line so far, again
         chosen = _pick(logits, temperature_t, top_k_t, seed_t, tf.constant(t, tf.int64), banned).numpy()
         line = np.concatenate([line, chosen[:, None]], axis=1)
-        done |= chosen == END_ID
+        done |= chosen == prompt_line.stop
         if done.all():
             break
-    new = line[:, len(ids):]
-    return [_detokenize(words + [vocab.tokens[i] for i in _until_end(row)]) for row in new]
+    return [prompt_line.text(row) for row in line[:, len(prompt_line.ids):]]
 
 
 def encode_prompt(vocab: Vocabulary, prompt: str) -> tuple[list[str], list[int]]:
@@ -155,6 +171,46 @@ def encode_prompt(vocab: Vocabulary, prompt: str) -> tuple[list[str], list[int]]
     """
     words = prompt_words(prompt)  # the CLI checks a prompt with it before anything runs
     return words, [START_ID, *(vocab.id_of(w) for w in words)]
+
+
+def encode_char_prompt(vocab: CharVocabulary, prompt: str) -> tuple[str, list[int]]:
+    """A character model's prompt as its corpus was prepared (``vocab.prompt_text``) and its ids.
+
+    Raises:
+        CorpusError: no character is left (an empty prompt; with ``vocab.clean``, one of no letters).
+
+    Example:
+        >>> encode_char_prompt(CharVocabulary(["<pad>", "<unk>", "a", "b"]), "abc")
+        ('abc', [2, 3, 1])
+    """
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt={prompt!r} must be a str")
+    text = vocab.prompt_text(prompt)
+    if not text:
+        rule = " after cleaning (letters are kept)" if vocab.clean else ""
+        raise CorpusError(f"prompt {prompt!r} has no characters{rule}: pass a prompt such as \"i love\"")
+    return text, vocab.encode(text)
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A prompt ready to continue: its ids, which ids may not be picked, which one ends a line
+    (-1: none), and how the new ids read as text after it."""
+
+    ids: list[int]
+    banned: tuple[int, ...]
+    stop: int
+    text: Callable[[np.ndarray], str]
+
+
+def _line(vocab: Vocabulary, prompt: str, stop_at: str) -> _Line:
+    if isinstance(vocab, CharVocabulary):
+        text, ids = encode_char_prompt(vocab, prompt)
+        stop = vocab.id_of("\n") if stop_at == "newline" and "\n" in vocab.tokens else -1
+        return _Line(ids, (PAD_ID,), stop, lambda row: text + vocab.decode(_until_end(row, stop)))
+    words, ids = encode_prompt(vocab, prompt)
+    return _Line(ids, (PAD_ID, START_ID), END_ID,
+                 lambda row: _detokenize(words + [vocab.tokens[i] for i in _until_end(row)]))
 
 
 # ---------------------------------------------------------------- the step model
@@ -245,8 +301,9 @@ def _state_sizes(model: keras.Model) -> list[tuple[int, str]]:
 def _decode_function(model: keras.Model):
     """The generation loop of :func:`generate` as one ``tf.function``; traced once per model.
 
-    ``(prompt ids (num, time), max_tokens, temperature, top_k, seed, banned) -> new ids
-    (num, steps)``, ``steps <= max_tokens``; a row's ids after its first ``<end>`` are filler.
+    ``(prompt ids (num, time), max_tokens, temperature, top_k, seed, banned, stop) -> new ids
+    (num, steps)``, ``steps <= max_tokens``; a row's ids after its first ``stop`` (``<end>``; a
+    character model's newline, or -1: none) are filler.
     """
     if model in _DECODE_FUNCTIONS:
         return _DECODE_FUNCTIONS[model]
@@ -256,8 +313,9 @@ def _decode_function(model: keras.Model):
 
     @tf.function(input_signature=[
         tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32),
-        tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int64), tf.TensorSpec((vocab_size,), tf.bool)])
-    def decode(prompt, max_tokens, temperature, top_k, seed, banned):
+        tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int64), tf.TensorSpec((vocab_size,), tf.bool),
+        tf.TensorSpec((), tf.int32)])
+    def decode(prompt, max_tokens, temperature, top_k, seed, banned, stop):
         num = tf.shape(prompt)[0]
         logits, states = step(prompt, [tf.zeros((num, size), dtype) for size, dtype in state_sizes])
         chosen = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=(None,))
@@ -266,7 +324,7 @@ def _decode_function(model: keras.Model):
         while t < max_tokens:
             token = _pick(logits, temperature, top_k, seed, tf.cast(t, tf.int64), banned)
             chosen = chosen.write(t, token)
-            done = done | tf.equal(token, END_ID)
+            done = done | tf.equal(token, stop)
             t += 1
             if tf.reduce_all(done) or t == max_tokens:
                 break
@@ -293,10 +351,11 @@ def _pick(logits, temperature, top_k, seed, t, banned):
 
 
 def _pick_arguments(vocab_size: int, max_tokens: int, temperature: float, top_k: int, seed: int | None,
-                    allow_unk: bool) -> tuple[tf.Tensor, ...]:
-    """The tensors :func:`_pick` and the decode loop take, from checked Python values."""
+                    allow_unk: bool, never: tuple[int, ...] = (PAD_ID, START_ID)) -> tuple[tf.Tensor, ...]:
+    """The tensors :func:`_pick` and the decode loop take, from checked Python values; ``never``:
+    the ids never picked besides ``<unk>`` (a word model's ``<pad>`` and ``<start>``)."""
     banned = np.zeros(vocab_size, bool)
-    banned[[PAD_ID, START_ID] + ([] if allow_unk else [UNK_ID])] = True
+    banned[list(never) + ([] if allow_unk else [UNK_ID])] = True
     if seed is None:
         seed = int(np.random.default_rng().integers(2**62))
     return (tf.constant(max_tokens, tf.int32), tf.constant(temperature, tf.float32),
@@ -304,15 +363,15 @@ def _pick_arguments(vocab_size: int, max_tokens: int, temperature: float, top_k:
             tf.constant(seed, tf.int64), tf.constant(banned))
 
 
-def _until_end(row) -> list[int]:
-    """The ids of ``row`` before its first ``<end>``."""
+def _until_end(row, stop: int = END_ID) -> list[int]:
+    """The ids of ``row`` before its first ``stop`` (``<end>``; -1: all of them)."""
     row = list(row)
-    return row[:row.index(END_ID)] if END_ID in row else row
+    return row[:row.index(stop)] if stop in row else row
 
 
 # ---------------------------------------------------------------- checks and text
 
-def _check(model, vocab, prompt, max_tokens, temperature, top_k, num, seed) -> tuple[list[str], list[int]]:
+def _check(model, vocab, prompt, max_tokens, temperature, top_k, num, seed, stop_at="newline") -> _Line:
     for name, value in (("max_tokens", max_tokens), ("top_k", top_k), ("num", num)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name}={value!r} must be an int >= 1")
@@ -327,7 +386,9 @@ def _check(model, vocab, prompt, max_tokens, temperature, top_k, num, seed) -> t
     if outputs != len(vocab):
         raise ValueError(f"the model has {outputs} logits but the vocabulary {len(vocab)} tokens: "
                          "pass the vocab.json the model was trained with")
-    return encode_prompt(vocab, prompt)
+    if stop_at not in STOP_AT:
+        raise ValueError(f"stop_at={stop_at!r} must be one of {', '.join(STOP_AT)}")
+    return _line(vocab, prompt, stop_at)
 
 
 _HIDDEN = (PAD, START, END)
@@ -339,3 +400,82 @@ def _detokenize(tokens: list[str]) -> str:
     """Words joined by spaces, ``? . ! ,`` glued to the word before and ``¿`` to the word after."""
     text = " ".join(t for t in tokens if t not in _HIDDEN)
     return _AFTER_OPENING.sub("¿", _BEFORE_MARK.sub(r"\1", text))
+
+
+# ---------------------------------------------------------------- samples while training
+
+TEMPERATURES = (0.2, 0.5, 1.0, 1.2)  # the notebook's: near greedy to past the model's own distribution
+
+
+class SampleEveryEpochs(keras.callbacks.Callback):
+    """A Keras callback that continues a fixed prompt at each temperature every ``every`` epochs,
+    prints the lines and keeps them all in ``file``: watching a model learn, as the character
+    notebook's callback did (it sampled from the whole distribution; so does this: ``top_k`` is
+    the vocabulary, and the seed is fixed, so epochs differ by the model only).
+
+    Args:
+        vocab: the model's vocabulary (a ``CharVocabulary`` continues character by character).
+        prompt: the text to continue (see :func:`sample_prompt`).
+        every: epochs between samples; >= 1.
+        temperatures: each > 0.
+        file: where the samples so far are written (atomically, after each sampling epoch).
+        max_tokens: new tokens a sample (characters for a character model).
+        seed: the sampling seed.
+
+    Example:
+        >>> model.fit(train, callbacks=[SampleEveryEpochs(vocab, "i love", 1, (0.5, 1.0), "s.txt")])  # doctest: +SKIP
+    """
+
+    def __init__(self, vocab: Vocabulary, prompt: str, every: int, temperatures=TEMPERATURES, file=None,
+                 max_tokens: int | None = None, seed: int = 0) -> None:
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every={every!r} must be an int >= 1 (epochs between samples)")
+        temperatures = tuple(float(t) for t in temperatures)
+        if not temperatures or not all(t > 0 for t in temperatures):
+            raise ValueError(f"temperatures={temperatures!r} must be one or more numbers > 0")
+        self.vocab, self.prompt, self.every, self.temperatures = vocab, prompt, every, temperatures
+        self.file, self.seed = file, seed
+        self.chars = isinstance(vocab, CharVocabulary)
+        self.max_tokens = max_tokens or (200 if self.chars else 20)
+        self.lines = [f"samples every {every} epoch{'s' * (every > 1)} at temperatures "
+                      f"{', '.join(f'{t:g}' for t in temperatures)} (seed {seed}), continuing {prompt!r}"]
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if (epoch + 1) % self.every:
+            return
+        self.lines.append(f"\nepoch {epoch + 1}")
+        print(f"  samples after epoch {epoch + 1}:", flush=True)
+        for t in self.temperatures:
+            [text] = generate(self.model, self.vocab, self.prompt, max_tokens=self.max_tokens, temperature=t,
+                              top_k=len(self.vocab), seed=self.seed, stop_at="limit")
+            if self.chars:  # the text as it is, newlines included
+                self.lines += [f"--- temperature {t:g}", text]
+                print(f"  --- temperature {t:g}\n{text}", flush=True)
+            else:
+                self.lines.append(f"  temperature {t:g}: {text}")
+                print(f"    temperature {t:g}: {text}", flush=True)
+        if self.file is not None:
+            from lstm_sweep import atomic
+
+            atomic.write_text(self.file, "\n".join(self.lines) + "\n")
+
+
+def sample_prompt(vocab: Vocabulary, rows: np.ndarray, seed: int = 0) -> str:
+    """A fixed prompt from validation ``rows``, drawn by ``seed``: a character model's window
+    (its first ``seq_len`` characters, as the notebook took 40 characters at a random start), a
+    word model's first three words of a sentence with no ``<unk>`` (``"i love"`` if none has two).
+
+    Example:
+        >>> sample_prompt(vocab, prepared.val, seed=0)  # doctest: +SKIP
+        'when the rain'
+    """
+    rows = np.asarray(rows)
+    order = np.random.default_rng(seed).permutation(len(rows))
+    if isinstance(vocab, CharVocabulary):
+        return vocab.decode(rows[order[0], :-1])
+    for i in order:
+        words = [int(t) for t in rows[i] if t not in (PAD_ID, START_ID, END_ID)]
+        if len(words) >= 2 and UNK_ID not in words[:3]:
+            return vocab.decode(words[:3])
+    return "i love"

@@ -14,7 +14,7 @@ Example:
     ...                               "dropout": 0.19, "learning_rate": 6.3e-3, "batch_size": 64},
     ...                              vocab_size=2000, seq_len=14)
     >>> spec.describe()
-    'lstm · embedding 32 · hidden 104 · 1 layer · dropout 0.19 · lr 6.3e-03 · batch 64'
+    'lstm · embedding 32 · hidden 104 · 1 layer · dropout 0.19 · lr 6.3e-3 · batch 64'
     >>> spec.with_batch(32).batch_size
     32
 """
@@ -133,7 +133,7 @@ class ModelSpec:
         parts = [f"{'bidirectional ' if self.bidirectional else ''}{self.cell}",
                  f"embedding {self.embedding_size}", f"hidden {self.hidden_size}",
                  f"{self.num_layers} layer{'s' * (self.num_layers > 1)}",
-                 f"dropout {self.dropout:.2g}", f"lr {self.learning_rate:.1e}", f"batch {self.batch_size}"]
+                 f"dropout {self.dropout:.2g}", f"lr {self.learning_rate:.1e}".replace("e-0", "e-"), f"batch {self.batch_size}"]
         if self.is_classifier:
             parts.append(f"seq_len {self.seq_len} ({self.padding}-padded, {self.truncating}-truncated)")
         return " · ".join(parts)

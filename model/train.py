@@ -14,6 +14,7 @@ ours, because Keras averages per-batch losses and we want token-weighted means:
 from __future__ import annotations
 
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -68,15 +69,25 @@ def evaluate_language_model(model: keras.Model, dataset: tf.data.Dataset) -> dic
     return {"val_loss": total / real, "val_loss_padded": total / positions}
 
 
+_SUMS: "weakref.WeakKeyDictionary[keras.Model, Any]" = weakref.WeakKeyDictionary()
+
+
 def _sums_function(model: keras.Model):
     # One trace for every batch shape: batches are trimmed to their longest sentence, so
-    # their time dimension varies.
+    # their time dimension varies. One per model, kept while it lives: a trial evaluates its
+    # model several times an epoch (search.trainable), and each new tf.function traces again.
+    if model in _SUMS:
+        return _SUMS[model]
     spec = tf.TensorSpec((None, None), tf.int32)
+    # A weak reference: a value that held the model would keep its own key alive, and with it
+    # every model a reused trial process ever evaluated (search.trainable._start_clean).
+    ref = weakref.ref(model)
 
     @tf.function(input_signature=[spec, spec])
     def sums(source, target):
-        return token_cross_entropy_sums(target, model(source, training=False))
+        return token_cross_entropy_sums(target, ref()(source, training=False))
 
+    _SUMS[model] = sums
     return sums
 
 
@@ -97,8 +108,8 @@ class ValidationMetrics(keras.callbacks.Callback):
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if logs is None:
-            return
+        if logs is None or self.model.stop_training:
+            return  # stopped within the epoch (search.trainable): there is no epoch to validate
         logs.update(evaluate_language_model(self.model, self.val_dataset))
         logs["seconds"] = time.perf_counter() - self._started
 

@@ -298,8 +298,8 @@ def data_facts(run: RunFolder) -> tuple[dict[str, Any], list[str]]:
     stats = dict(run.data_stats or {})
     facts: dict[str, Any] = {"source": settings.get("path", card.get("path"))}
     facts.update({k: v for k, v in settings.items() if k != "path"})
-    facts.update({"train": card.get("train_sentences", card.get("train_examples")),
-                  "val": card.get("val_sentences", card.get("val_examples")),
+    facts.update({"train": card.get("train_sentences", card.get("train_examples", card.get("train_windows"))),
+                  "val": card.get("val_sentences", card.get("val_examples", card.get("val_windows"))),
                   "majority_share_val": card.get("majority_share_val")})
     facts["vocab_size_real"] = run.vocab_size
     if facts["train"] is not None and facts["val"] is not None:
@@ -308,6 +308,7 @@ def data_facts(run: RunFolder) -> tuple[dict[str, Any], list[str]]:
         facts.update({k: v for k, v in stats.items() if k not in ("source", "vocab_size")})
         facts["vocab_size_real"] = stats.get("vocab_size", run.vocab_size)
     wanted = (("files", "examples", "dropped_empty", "kept", "train", "val") if run.is_classifier else
+              ("files", "characters", "train", "val") if settings.get("tokens") == "char" else
               ("files", "raw_lines", "kept", "dropped_too_long", "train", "val"))
     if settings.get("path") == "builtin":
         wanted = tuple(w for w in wanted if w != "files")  # the built-in corpus has no files
@@ -319,7 +320,7 @@ def data_facts(run: RunFolder) -> tuple[dict[str, Any], list[str]]:
 
 def describe_winner(run: RunFolder) -> str:
     """The best trial's configuration in words with rounded values:
-    ``lstm · embedding 32 · hidden 104 · 1 layer · dropout 0.19 · lr 6.3e-03 · batch 64``
+    ``lstm · embedding 32 · hidden 104 · 1 layer · dropout 0.19 · lr 6.3e-3 · batch 64``
     (``model.spec.ModelSpec.describe``, as the terminal shows it); "" without a best trial.
     """
     from lstm_sweep.model.spec import ModelSpec
@@ -331,7 +332,8 @@ def describe_winner(run: RunFolder) -> str:
         return ""
     model, data = run.config.get("model") or {}, run.config.get("data") or {}
     fixed = {k: v for k, v in (run.config.get("space") or {}).items() if not isinstance(v, dict)}
-    seq_len = int(params.get("seq_len", fixed.get("seq_len", int(data.get("max_tokens", 15)) - 1)))
+    steps = int(data["seq_len"]) if data.get("tokens") == "char" else int(data.get("max_tokens", 15)) - 1
+    seq_len = int(params.get("seq_len", fixed.get("seq_len", steps)))
     try:
         spec = ModelSpec.from_config({**fixed, **params}, vocab_size=max(int(run.vocab_size or 2), 2),
                                      seq_len=seq_len, cell=str(model.get("cell", "lstm")),

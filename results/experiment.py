@@ -12,10 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from lstm_sweep.results.records import TrialRecord
+from lstm_sweep.results.records import TrialRecord, full_validation
 
-# Columns of a trial's history, from what the trainable reports each epoch.
-HISTORY_COLUMNS = {"epoch": "epoch", "loss": "loss", "val_loss": "val_loss",
+# Columns of a trial's history, from what the trainable reports each epoch (and within one:
+# ``val_on`` says which reports were scored on the validation subset, ``steps`` counts optimizer steps).
+HISTORY_COLUMNS = {"epoch": "epoch", "val_on": "val_on", "steps": "steps", "loss": "loss", "val_loss": "val_loss",
                    "val_loss_padded": "val_loss_padded", "epoch_seconds": "seconds",
                    "accuracy": "accuracy", "val_accuracy": "val_accuracy"}  # the last two: a classifier's
 # The factor a sweep scaled a trial's predicted peaks by, once its trials measured above their
@@ -37,7 +38,7 @@ def load_experiment(experiment_dir: str | Path, max_epochs: int) -> list[TrialRe
 
     A trial's status is ``infeasible`` when it reported that it fits in memory at no batch
     size (it never trained), ``failed`` when Ray recorded an error or the trial gave up after
-    out-of-memory errors, ``completed`` when it reported ``max_epochs`` epochs, and
+    out-of-memory errors, ``completed`` when it finished ``max_epochs`` epochs, and
     ``early_stopped`` when it ended sooner (ASHA stopped it, or it was no better than its
     baseline: ``asha.stop_at_baseline``).
 
@@ -66,8 +67,8 @@ def _start_order(trial: Any) -> tuple[int, str]:
 
 def _record(trial: Any, frame: pd.DataFrame, max_epochs: int) -> TrialRecord:
     history = _history(frame)
-    epochs = len(history)
-    error = _error_line(trial)
+    epochs = len(full_validation(history))  # finished epochs: in-epoch reports do not count
+    error = error_line(trial)
     last = frame.iloc[-1] if len(frame) else pd.Series(dtype=object)
     outcome = str(last.get("outcome", "") or "") if len(frame) else ""
     if outcome == "nan":
@@ -102,19 +103,28 @@ def _record(trial: Any, frame: pd.DataFrame, max_epochs: int) -> TrialRecord:
 def _history(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty or "val_loss" not in frame:
         return pd.DataFrame(columns=list(HISTORY_COLUMNS.values()))
-    frame = frame[frame["epoch"] >= 1] if "epoch" in frame else frame  # an infeasible trial's report
+    frame = frame[frame["epoch"] > 0] if "epoch" in frame else frame  # an infeasible trial's report
     history = frame[[c for c in HISTORY_COLUMNS if c in frame]].rename(columns=HISTORY_COLUMNS)
     # A trial restored from a checkpoint may repeat an epoch it had reported before the
     # crash; the later report is the one its checkpoint continues from.
     return history.drop_duplicates("epoch", keep="last").sort_values("epoch").reset_index(drop=True)
 
 
-def _error_line(trial: Any) -> str:
+def error_line(trial: Any) -> str:
+    """The last line of a failed trial's error.txt, "" when there is none."""
     # From the trial's folder in the run folder: Trial.error_file points into the Ray session's
     # staging folder, and asks for a running Ray (`lstm-sweep report` has none).
     name = trial.run_metadata.error_filename
-    if not name or not trial.path or not Path(trial.path, name).exists():
+    if not name or not trial.path:
         return ""
-    path = Path(trial.path, name)
-    lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    return last_line(Path(trial.path, name))
+
+
+def last_line(path: str | Path | None) -> str:
+    """The last non-blank line of the file at ``path`` (300 characters at most); "" when there is
+    no such file or line."""
+    try:
+        lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    except (OSError, TypeError):
+        return ""
     return lines[-1][:300] if lines else ""

@@ -22,7 +22,8 @@ from lstm_sweep.results.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
-from lstm_sweep.results.records import TrialRecord, epoch_numbers, metric_values, rank_records, status_counts
+from lstm_sweep.results.records import (TrialRecord, epoch_numbers, full_validation, metric_values, rank_records,
+                                        status_counts)
 
 # Legend prefixes for known hyperparameters: e32 h64 l1 d0.10 lr3e-3 b64. Any other parameter
 # is shown as name=value.
@@ -54,7 +55,9 @@ def plot_val_loss(records: Sequence[TrialRecord], path: str | Path | None = None
     ``4.123  e32 h64 l1 d0.10 lr3.2e-3 b64``; the legend, outside the axes on the right, lists
     trials best first, and colour follows the same rank (viridis, dark = best). The best trial
     is drawn thicker, on top, with a star at its best epoch; an early-stopped trial ends in an
-    ``x``; a trial that failed after some epochs is dotted. Trials with no epoch are not drawn
+    ``x``; a trial that failed after some epochs is dotted. A trial that reported within its
+    epochs (``budget.reports_per_epoch``) is drawn at fractional epochs too, those points scored on
+    the validation subset; its best is its best epoch's end. Trials with no report are not drawn
     but are counted in the title ("12 trials, 3 early-stopped, 1 failed"). A dashed grey line
     is the baseline, the metric of a model that ignores the context. A key under the plot
     says what the star, the ``x``, the dotted and the dashed lines mean. The main axes hold
@@ -73,13 +76,13 @@ def plot_val_loss(records: Sequence[TrialRecord], path: str | Path | None = None
 
     Example:
         >>> figure = plot_val_loss(records, "runs/quick/val_loss.png")  # doctest: +SKIP
-        >>> len(figure.axes[0].get_lines()) == sum(r.epochs > 0 for r in records)  # doctest: +SKIP
+        >>> len(figure.axes[0].get_lines()) == sum(len(r.history) > 0 for r in records)  # doctest: +SKIP
         True
     """
     if path is not None and not isinstance(path, (str, Path)):
         raise ValueError(f"path={path!r} must be a str or Path of the PNG to write, or None")
     ranked = rank_records(records, metric, mode)  # checks records, metric and mode
-    drawn = [(record, best, epoch) for record, best, epoch in ranked if record.epochs > 0]
+    drawn = [(record, best, epoch) for record, best, epoch in ranked if len(record.history)]
     labels = _labels(drawn)
     font_size, columns = _legend_layout(len(drawn))
     figure = Figure(figsize=_figure_size(labels, font_size, columns), dpi=DPI, layout="constrained")
@@ -228,6 +231,9 @@ def _key(figure: Figure, records: list[TrialRecord], has_best: bool, baseline: f
         handles.append(Line2D([], [], color="0.3", marker="x", linewidth=1.1, label="x: stopped early (ASHA or the baseline)"))
     if any(r.status == "failed" for r in records):
         handles.append(Line2D([], [], color="0.3", linestyle=":", linewidth=1.1, label="dotted: failed"))
+    if any(len(r.history) > len(full_validation(r.history)) for r in records):
+        handles.append(Line2D([], [], color="0.3", linewidth=1.1,
+                              label="between whole epochs: on the validation subset (not ranked)"))
     if baseline is not None:
         handles.append(Line2D([], [], color="0.45", linestyle="--", linewidth=1.2,
                               label=f"dashed: baseline {baseline:.4g} (a model that ignores the context)"

@@ -8,7 +8,9 @@ The shared rules live here so that ``trials.csv``, the plot legend, ``best.json`
 leaderboard can never disagree about which trial is best:
 
 * a trial's best value is the min (``mode="min"``) or max (``mode="max"``) over the *finite*
-  values of the metric in its history; NaN and +-inf (a diverged epoch) never win;
+  values of the metric in its history's full-validation rows; NaN and +-inf (a diverged epoch)
+  never win, nor does an in-epoch report on the validation subset (``val_on: subset``: other,
+  fewer sentences, so noisier and not comparable with the whole split);
 * trials are ranked by that value, trials with no finite value last, ties broken by
   ``trial_id`` so the order is the same on every run.
 """
@@ -26,6 +28,9 @@ STATUSES = ("completed", "early_stopped", "failed", "infeasible")
 MODES = ("min", "max")
 # Columns every history has (when it has any row); curves.csv starts with them, in this order.
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "val_loss_padded", "seconds")
+# Which sentences a history row was scored on: "full" (the whole validation split, every epoch's
+# end) or "subset" (an in-epoch report, budget.reports_per_epoch); a history without it is all full.
+VAL_ON = "val_on"
 
 
 @dataclass(eq=False)  # eq=False: comparing DataFrames with == has no single truth value
@@ -38,9 +43,10 @@ class TrialRecord:
             the sweep ended before it did) | ``infeasible`` (refused before training, e.g. it
             cannot fit in memory).
         params: the trial's hyperparameters, e.g. ``{"hidden_size": 64, "learning_rate": 3e-3}``.
-        history: one row per epoch with columns ``epoch`` (1-based), ``loss``, ``val_loss``,
-            ``val_loss_padded``, ``seconds`` (spent in that epoch), possibly more; empty for a
-            trial that ended before its first epoch.
+        history: one row per report with columns ``epoch`` (1-based; fractional for an
+            in-epoch report), ``loss``, ``val_loss``, ``val_loss_padded``, ``seconds`` (spent in
+            that epoch), possibly more (``val_on``: ``full`` or ``subset``); empty for a trial that
+            ended before its first report.
         seconds: wall time of the whole trial.
         node: the node it ran on (hostname or IP).
         error: one line saying why a failed or infeasible trial ended.
@@ -82,8 +88,8 @@ class TrialRecord:
 
     @property
     def epochs(self) -> int:
-        """Number of epochs the trial reported."""
-        return len(self.history)
+        """Number of epochs the trial finished (its full-validation reports)."""
+        return len(full_validation(self.history))
 
     def __repr__(self) -> str:
         return (f"TrialRecord(trial_id={self.trial_id!r}, status={self.status!r}, params={self.params!r}, "
@@ -114,19 +120,30 @@ def check_records(records: Iterable[TrialRecord]) -> list[TrialRecord]:
     return records
 
 
-def metric_values(record: TrialRecord, metric: str) -> np.ndarray:
-    """The metric per epoch as floats, in history order; NaN where missing or not finite."""
-    if metric not in record.history.columns:
-        return np.full(len(record.history), np.nan)
-    values = pd.to_numeric(record.history[metric], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+def full_validation(history: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``history`` scored on the whole validation split: all but the in-epoch
+    reports (``val_on: subset``)."""
+    if VAL_ON not in history.columns:
+        return history
+    return history[history[VAL_ON].astype(str) != "subset"]
+
+
+def metric_values(record: TrialRecord, metric: str, full_only: bool = False) -> np.ndarray:
+    """The metric per report as floats, in history order; NaN where missing or not finite.
+    ``full_only``: the full-validation rows alone (:func:`full_validation`)."""
+    history = full_validation(record.history) if full_only else record.history
+    if metric not in history.columns:
+        return np.full(len(history), np.nan)
+    values = pd.to_numeric(history[metric], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     return np.where(np.isfinite(values), values, np.nan)
 
 
-def epoch_numbers(record: TrialRecord) -> np.ndarray:
+def epoch_numbers(record: TrialRecord, full_only: bool = False) -> np.ndarray:
     """The history's epoch column as floats (NaN where missing); empty for an empty history."""
-    if not len(record.history):
+    history = full_validation(record.history) if full_only else record.history
+    if not len(history):
         return np.empty(0)
-    return pd.to_numeric(record.history["epoch"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(history["epoch"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def best_value(record: TrialRecord, metric: str = "val_loss", mode: str = "min") -> tuple[float, int | None]:
@@ -135,17 +152,17 @@ def best_value(record: TrialRecord, metric: str = "val_loss", mode: str = "min")
     The first epoch reaching the best value wins, as Keras' ``EarlyStopping`` and Ray's
     checkpoint ranking would keep it.
     """
-    values = metric_values(record, metric)
+    values = metric_values(record, metric, full_only=True)
     if not np.isfinite(values).any():
         return math.nan, None
     i = int(np.nanargmin(values) if mode == "min" else np.nanargmax(values))
-    epoch = epoch_numbers(record)[i]
+    epoch = epoch_numbers(record, full_only=True)[i]
     return float(values[i]), (int(epoch) if np.isfinite(epoch) else i + 1)
 
 
 def last_value(record: TrialRecord, metric: str = "val_loss") -> float:
-    """The metric at the trial's last reported epoch (NaN if none, or if it diverged there)."""
-    values = metric_values(record, metric)
+    """The metric at the trial's last finished epoch (NaN if none, or if it diverged there)."""
+    values = metric_values(record, metric, full_only=True)
     return float(values[-1]) if len(values) else math.nan
 
 

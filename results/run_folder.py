@@ -207,7 +207,8 @@ def read_timeline(experiment_dir: str | Path) -> pd.DataFrame:
         rows.append({
             "trial_id": str(last["trial_id"]), "node": str(last.get("node") or last.get("node_ip") or ""),
             "start": start, "end": max(end, start) if math.isfinite(end) else end,
-            "epoch_ends": [float(r["timestamp"]) for r in reports if "timestamp" in r and (r.get("epoch") or 0) >= 1],
+            "epoch_ends": [float(r["timestamp"]) for r in reports if "timestamp" in r and (r.get("epoch") or 0) >= 1
+                           and r.get("val_on") != "subset"],  # not the in-epoch reports
             "outcome": str(last.get("outcome") or ""), "reason": str(last.get("reason") or ""),
         })
     return pd.DataFrame(rows, columns=TIMELINE_COLUMNS)

@@ -17,8 +17,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lstm_sweep.results.records import (HISTORY_COLUMNS, TrialRecord, best_value, check_metric_mode, check_records, last_value,
-                             rank_records, status_counts)
+from lstm_sweep.results.records import (HISTORY_COLUMNS, VAL_ON, TrialRecord, best_value, check_metric_mode,
+                                        check_records, last_value, rank_records, status_counts)
 
 # Header names for the leaderboard; a parameter not listed here keeps its own name.
 SHORT_NAMES = {
@@ -39,6 +39,10 @@ SHORT_NAMES = {
 }
 
 
+# Figures derived from a history column, a trials.csv column of their own: name -> (column, scale).
+DERIVED = {"bits_per_char": ("val_loss", 1 / math.log(2))}  # a character model's val_loss in bits
+
+
 def trials_table(records: Sequence[TrialRecord], metric: str = "val_loss", mode: str = "min",
                  others: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per trial, the best trial first: what ``trials.csv`` holds.
@@ -49,12 +53,16 @@ def trials_table(records: Sequence[TrialRecord], metric: str = "val_loss", mode:
     A trial without some parameter or extra value gets NaN there.
 
     ``best_<metric>`` is the min (``mode="min"``) or max over the finite values of the
-    history's ``metric`` column; ``last_<metric>`` is its value at the last epoch.
+    history's ``metric`` column at the ends of epochs (the whole validation split: in-epoch reports
+    on its subset never count); ``last_<metric>`` is its value at the last finished epoch;
+    ``epochs`` counts the finished epochs.
     ``others`` maps further history columns to their own mode, each giving a ``best_<other>``
     column, its best over the epochs (by default ``{"val_loss_padded": "min"}``: a language
     model's; a classifier passes ``{"val_accuracy": "max"}`` or ``{"val_loss": "min"}``);
-    ``metric`` itself is never repeated there. Rows are sorted by ``best_<metric>``, trials
-    without a value last, ties by ``trial_id``.
+    ``metric`` itself is never repeated there. A derived figure of :data:`DERIVED` in
+    ``others`` (a character model's ``bits_per_char``) is a column of that name instead:
+    the best of the history's column it derives from, scaled (``best val_loss / ln 2``).
+    Rows are sorted by ``best_<metric>``, trials without a value last, ties by ``trial_id``.
 
     The frame's ``attrs`` carry ``metric``, ``mode`` and ``params`` (the parameter column
     names), which :func:`format_leaderboard` uses.
@@ -73,7 +81,9 @@ def trials_table(records: Sequence[TrialRecord], metric: str = "val_loss", mode:
               if name != metric}
     for name, other_mode in others.items():
         check_metric_mode(name, other_mode)
-    tail = ["epochs", f"best_{metric}", f"last_{metric}", *(f"best_{name}" for name in others),
+    derived = {name: DERIVED[name] for name in others if name in DERIVED}
+    others = {name: m for name, m in others.items() if name not in derived}
+    tail = ["epochs", f"best_{metric}", f"last_{metric}", *derived, *(f"best_{name}" for name in others),
             "seconds", "node", "error"]
     _refuse_clashes(param_names, extra_names, tail)
 
@@ -85,6 +95,8 @@ def trials_table(records: Sequence[TrialRecord], metric: str = "val_loss", mode:
         row["epochs"] = record.epochs
         row[f"best_{metric}"] = best
         row[f"last_{metric}"] = last_value(record, metric)
+        for name, (source, scale) in derived.items():
+            row[name] = best_value(record, source, "min")[0] * scale
         for name, other_mode in others.items():
             row[f"best_{name}"] = best_value(record, name, other_mode)[0]
         row.update({"seconds": float(record.seconds), "node": record.node, "error": record.error})
@@ -99,11 +111,14 @@ def trials_table(records: Sequence[TrialRecord], metric: str = "val_loss", mode:
 def curves_table(records: Sequence[TrialRecord]) -> pd.DataFrame:
     """One row per trial and epoch: what ``curves.csv`` holds.
 
-    Columns: ``trial_id, epoch, loss, val_loss, val_loss_padded, seconds`` (those of them
-    some history has, when any has rows), then any other numeric history column (in the order
-    first met: a classifier's ``accuracy``, ``val_accuracy``). A trial without epochs adds no row, so
-    the row count is the total number of epochs reported. Trials keep the order of
-    ``records`` (the order Tune proposed them), each with its epochs ascending.
+    Columns: ``trial_id, epoch`` (fractional for an in-epoch report), ``val_on`` (``full``: the
+    whole validation split, ``subset``: an in-epoch report on its fixed subset; only when some
+    history says), ``loss, val_loss, val_loss_padded, seconds`` (those of them some history has,
+    when any has rows), then any other numeric history column (in the order first met: ``steps``,
+    a classifier's ``accuracy``, ``val_accuracy``). A trial without reports adds no row, so the
+    row count is the total number of reports. Trials keep the order of ``records`` (the order
+    Tune proposed them), each with its epochs ascending; ``epoch`` is an integer column when every
+    report ended an epoch.
 
     Example:
         >>> curves = curves_table(records)  # doctest: +SKIP
@@ -119,11 +134,12 @@ def curves_table(records: Sequence[TrialRecord]) -> pd.DataFrame:
         # Text columns (a node name, say) belong in trials.csv, not in a table of numbers.
         numeric = [c for c in history.columns if c not in HISTORY_COLUMNS and pd.api.types.is_numeric_dtype(history[c])]
         others += [c for c in numeric if c not in others and c != "trial_id"]
-        frame = history.reindex(columns=[c for c in history.columns if c in HISTORY_COLUMNS or c in numeric])
-        frames.append(frame.assign(trial_id=record.trial_id, _order=order))
-    columns = ["trial_id", *HISTORY_COLUMNS, *others]
+        kept = [c for c in history.columns if c in HISTORY_COLUMNS or c in numeric or c == VAL_ON]
+        frames.append(history.reindex(columns=kept).assign(trial_id=record.trial_id, _order=order))
+    columns = ["trial_id", "epoch", VAL_ON, *HISTORY_COLUMNS[1:], *others]
     if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="str" if c == "trial_id" else "float64") for c in columns})
+        return pd.DataFrame({c: pd.Series(dtype="str" if c == "trial_id" else "float64")
+                             for c in columns if c != VAL_ON})
     # A standard column no history has (a classifier's val_loss_padded) would be empty: left out.
     present = {c for frame in frames for c in frame.columns}
     columns = [c for c in columns if c in ("trial_id", "epoch") or c in present]
@@ -131,8 +147,9 @@ def curves_table(records: Sequence[TrialRecord]) -> pd.DataFrame:
     curves = pd.concat(frames, ignore_index=True).sort_values(["_order", "epoch"], kind="stable")
     curves = curves.reindex(columns=columns).reset_index(drop=True)
     for column in columns[1:]:
-        curves[column] = pd.to_numeric(curves[column], errors="coerce")
-    if curves["epoch"].notna().all():
+        if column != VAL_ON:
+            curves[column] = pd.to_numeric(curves[column], errors="coerce")
+    if curves["epoch"].notna().all() and (curves["epoch"] % 1 == 0).all():
         curves["epoch"] = curves["epoch"].astype("int64")
     return curves
 

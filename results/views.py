@@ -149,8 +149,11 @@ def _winner_box(run: RunFolder) -> str:
     if value is None:
         return _box("Winner", "<p>No trial reported a finite " + html.escape(metric) + ": there is no winner. "
                     "The trial table's error column says why.</p>")
+    chars = (run.config.get("data") or {}).get("tokens") == "char"
+    bits = (f" ({value / math.log(2):.4f} bits per character: val_loss / ln 2)"
+            if chars and metric == "val_loss" else "")
     lines = [f'<p class="config">{html.escape(describe_winner(run))}</p>',
-             f"<p>{html.escape(metric)} <b>{value:.4f}</b> at epoch {best.get('best_epoch')} of "
+             f"<p>{html.escape(metric)} <b>{value:.4f}</b>{bits} at epoch {best.get('best_epoch')} of "
              f"{best.get('epochs')} (trial <code>{html.escape(str(best.get('trial_id')))}</code>)</p>"]
     baseline = run.baseline
     if math.isfinite(baseline):
@@ -159,9 +162,11 @@ def _winner_box(run: RunFolder) -> str:
                      f"{abs(gain):.4f} {'better' if gain > 0 else 'worse'}</p>")
     card = run.card or {}
     if card.get(f"best_{metric}") is not None:
+        retrained_bits = (f" ({card['best_bits_per_char']:.4f} bits per character)"
+                          if chars and card.get("best_bits_per_char") is not None and metric == "val_loss" else "")
         lines.append(f"<p>retrained for {card.get('epochs')} epochs: {html.escape(metric)} "
-                     f"<b>{card[f'best_{metric}']:.4f}</b> at epoch {card.get('best_epoch')}, exported to "
-                     "<code>winner/export/</code></p>")
+                     f"<b>{card[f'best_{metric}']:.4f}</b>{retrained_bits} at epoch {card.get('best_epoch')}, "
+                     "exported to <code>winner/export/</code></p>")
     else:
         lines.append(f"<p>not retrained yet: <code>lstm-sweep retrain {html.escape(str(run.path))}</code></p>")
     return _box("Winner", "".join(lines))
@@ -171,7 +176,8 @@ def _data_box(run: RunFolder) -> str:
     facts, missing = data_facts(run)
     source = "the built-in synthetic corpus" if facts.get("source") == "builtin" else f"<code>{html.escape(str(facts.get('source')))}</code>"
     unit = "examples" if run.is_classifier else "sentences"
-    rows = [("source", source + (f", {_n(facts['files'])} files" if "files" in facts else ""))]
+    files = f", {_n(facts['files'])} files" if facts.get("files") and facts.get("source") != "builtin" else ""
+    rows = [("source", source + files)]
     if run.is_classifier:
         if "examples" in facts:
             rows.append(("examples", f"{_n(facts['examples'])} read, {_n(facts.get('dropped_empty', 0))} empty after cleaning dropped"))
@@ -182,6 +188,14 @@ def _data_box(run: RunFolder) -> str:
         if facts.get("majority_share_val") is not None:
             rows.append(("majority class", f"{100 * float(facts['majority_share_val']):.1f}% of validation "
                                            "(the accuracy of always answering it)"))
+    elif facts.get("tokens") == "char":
+        if "characters" in facts:
+            rows.append(("characters", f"{_n(facts['characters'])} in {_n(facts['blocks'])} blocks of "
+                                       f"{_n(facts['block_chars'])}, {_n(facts['val_blocks'])} of them for validation"
+                                       f"{', cleaned' if facts.get('clean') else ', as read (data.clean: false)'}"))
+        rows.append(("windows", f"{facts.get('seq_len')} characters, a training window every {facts.get('stride')}, "
+                                f"validation windows side by side; no window crosses a block"))
+        unit = "windows"
     else:
         kept = f"{_n(facts['kept'])} kept" if "kept" in facts else "kept: not recorded"
         read = f" of {_n(facts['raw_lines'])} lines" if "raw_lines" in facts else ""

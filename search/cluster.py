@@ -202,7 +202,9 @@ def _signals_end_the_wait(address: str) -> Iterator[None]:
                 continue
             for number in reader.recv(64):
                 if number in (signal.SIGINT, signal.SIGTERM):
-                    os.write(2, f"lstm-sweep: interrupted while joining the Ray cluster at {address}\n".encode())
+                    from lstm_sweep.console import write_now  # past the CLI's filter of stderr
+
+                    write_now(f"lstm-sweep: interrupted while joining the Ray cluster at {address}\n")
                     os._exit(130)  # nothing to clean up: this process has joined nothing yet
 
     thread = threading.Thread(target=watch, name="lstm-sweep-join-signals", daemon=True)

@@ -8,6 +8,8 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
     metric: val_loss            # what ASHA, the searcher and the winner follow (a task's metrics)
     mode: min                   # min | max; by default the metric's own direction
     data:     {path, vocab_size, max_tokens, val_fraction, seed, builtin_lines}    # language_model
+    data:     {tokens: char, path, vocab_size, clean, seq_len, stride, val_fraction, # language_model,
+               seed, builtin_lines}                                                 # characters
     data:     {path, text_column, label_column, classes, vocab_size, val_fraction,  # classify
                seed, builtin_examples, builtin_classes}
     model:    {cell, precision} # lstm | gru | rnn; float32 | mixed_float16
@@ -19,19 +21,21 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
       learning_rate:  {loguniform: [1.0e-3, 1.0e-2]}
       batch_size:     64                      # fixed
       cell:           {choice: [rnn, lstm, gru]}  # optional: overrides model.cell
+      seq_len:        {choice: [40, 100]}     # data.tokens: char only: characters per window
       # task: classify only (these four are always in its space, at their defaults if omitted):
       seq_len:        {choice: [64, 512]}     # examples padded and truncated to this many tokens
       padding:        {choice: [pre, post]}   # where the zeros go
       truncating:     pre                     # which end of a long example is cut
       bidirectional:  {choice: [false, true]}
-    budget:   {num_samples, max_epochs, max_concurrent, max_minutes}
+    budget:   {num_samples, max_epochs, max_concurrent, max_minutes, reports_per_epoch}
     scheduler: {kind}           # asha | fifo | hyperband | median: Ray Tune's trial schedulers
-    asha:     {grace_period, reduction_factor, stop_at_baseline}   # the schedulers' knobs
+    asha:     {grace_period, reduction_factor, stop_at_baseline, spare_falling}   # the schedulers' knobs
     searcher: {kind, seed, n_startup_trials}                     # kind: tpe | random
     resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid, gpu_process_reserve_mb,
                 allow_cpu_fallback,
                 trial_memory_gb, min_batch_size, memory_headroom, max_oom_retries,
-                max_failures}
+                max_failures, reuse_workers}
+    tracking: {mlflow}          # an MLflow tracking URI: every trial and the retrained winner logged there
 
 Every problem raises :class:`ConfigError` with the file, the key and what to do.
 """
@@ -135,17 +139,26 @@ class Budget:
     max_epochs: int = 4  # epochs per trial when ASHA lets it run to the end, >= 1
     max_concurrent: int = 2  # trials at once, >= 1 (also bounded by the CPUs/GPUs Ray has)
     max_minutes: float = 0.0  # wall-clock limit of the whole sweep; running trials stop there; 0: none
+    # Reports of the metric an epoch, >= 1: the epoch's end on the whole validation split, the
+    # others at even fractions of the epoch on its fixed subset (search.tasks.validation_subset);
+    # above 1 with scheduler asha or fifo only (hyperband and median pause trials mid-epoch).
+    reports_per_epoch: int = 1
 
 
 @dataclass(frozen=True)
 class Asha:
     """ASHA's knobs, which the other schedulers share (``search.searcher.make_scheduler``)."""
 
-    grace_period: int = 1  # epochs every trial gets before it can be stopped, 1..max_epochs (asha, median)
+    # Epochs every trial gets before it can be stopped, 1/reports_per_epoch..max_epochs (asha, median,
+    # the baseline stop); a fraction (0.5) with budget.reports_per_epoch above 1.
+    grace_period: float = 1.0
     reduction_factor: int = 2  # keep the best 1/reduction_factor at each rung, >= 2 (asha, hyperband)
     # From the grace period on, stop a trial that is no better than its task's baseline (the
     # unigram model; the class frequencies): it has learned nothing from the context yet.
     stop_at_baseline: bool = True
+    # ... unless its distance to the baseline shrank by more than this share in its last epoch (a
+    # slow starter on its way down; measured: bench/stop_rules.py), in [0, 1); 0: never spared.
+    spare_falling: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -191,6 +204,20 @@ class Resources:
     memory_headroom: float = 0.1  # share of a budget kept for the memory model's error, in [0, 1)
     max_oom_retries: int = 3  # out-of-memory errors a trial survives by halving its batch
     max_failures: int = 2  # times a trial whose process died (killed, node lost) restarts from its checkpoint
+    # A finished trial's worker process runs the next trial with the same resource request (Ray
+    # Tune's reuse_actors): no new Python, Ray worker and TensorFlow import (2.3 s a trial in
+    # bench/scale.py); false, the default for now: a process a trial. Off by default until a sweep
+    # stopped by a full disk is shown to stay resumable with it (see BENCHMARKS.md).
+    reuse_workers: bool = False
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where the sweep is also logged (``search.tracking``): Ray Tune's MLflow logger callback."""
+
+    # An MLflow tracking URI (sqlite:///mlruns.db, http://host:5000, ...): one MLflow run per trial
+    # and one for the retrained winner, in an experiment named after the run folder; "": off.
+    mlflow: str = ""
 
 
 @dataclass(frozen=True)
@@ -216,6 +243,7 @@ class SweepConfig:
     asha: Asha = field(default_factory=Asha)
     searcher: SearcherSettings = field(default_factory=SearcherSettings)
     resources: Resources = field(default_factory=Resources)
+    tracking: Tracking = field(default_factory=Tracking)
 
     def param_space(self) -> dict[str, Any]:
         """The Ray Tune ``param_space``: every hyperparameter, searched or fixed."""
@@ -225,10 +253,14 @@ class SweepConfig:
         return [name for name, param in self.space.items() if param.kind != "fixed"]
 
     def other_metrics(self) -> dict[str, str]:
-        """The task's other per-epoch metrics (name: mode), reported beside ``metric``."""
+        """The task's other per-epoch metrics (name: mode), reported beside ``metric``; a character
+        model's also ``bits_per_char`` (``val_loss / ln 2``, derived: ``results.tables``)."""
         from lstm_sweep.search.tasks import get_task
 
-        return {name: mode for name, mode in get_task(self.task).metrics.items() if name != self.metric}
+        others = {name: mode for name, mode in get_task(self.task).metrics.items() if name != self.metric}
+        if is_char(self):
+            others["bits_per_char"] = "min"
+        return others
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as written to ``sweep.yaml``; ``parse_config`` reads it back."""
@@ -292,9 +324,9 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> SweepConfig:
         if not isinstance(values, Mapping):
             raise ConfigError(f"{source}: {name}: must be a mapping, got {values!r}")
         allowed = {f.name: f for f in dataclasses.fields(cls)}
-        _reject_unknown(values, set(allowed), source, f"{name}.")
-        if name == "data":
+        if name == "data":  # first: a key of the other task or corpus kind gets its own reason
             TASKS[task].check_data_section(values, source)
+        _reject_unknown(values, set(allowed), source, f"{name}.")
         kwargs = {k: _coerce(v, allowed[k].default, source, f"{name}.{k}") for k, v in values.items()}
         try:
             return cls(**kwargs)
@@ -315,9 +347,16 @@ def parse_config(raw: Mapping[str, Any], source: str = "config") -> SweepConfig:
         asha=section("asha", Asha),
         searcher=section("searcher", SearcherSettings),
         resources=section("resources", Resources),
+        tracking=section("tracking", Tracking),
     )
     _check_ranges(config, source)
+    TASKS[task].check_config(config, source)
     return config
+
+
+def is_char(config: SweepConfig) -> bool:
+    """Whether the sweep trains character models (``data.tokens: char``)."""
+    return getattr(config.data, "tokens", "word") == "char"
 
 
 def _metric_and_mode(raw: Mapping[str, Any], task: str, source: str) -> tuple[str, str]:
@@ -440,7 +479,16 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
         (config.budget.max_epochs >= 1, "budget.max_epochs", config.budget.max_epochs, ">= 1"),
         (config.budget.max_concurrent >= 1, "budget.max_concurrent", config.budget.max_concurrent, ">= 1"),
         (config.budget.max_minutes >= 0, "budget.max_minutes", config.budget.max_minutes, ">= 0 (0: no limit)"),
-        (config.asha.grace_period >= 1, "asha.grace_period", config.asha.grace_period, ">= 1"),
+        (config.budget.reports_per_epoch >= 1, "budget.reports_per_epoch", config.budget.reports_per_epoch, ">= 1"),
+        (config.budget.reports_per_epoch == 1 or config.scheduler.kind in ("asha", "fifo"), "budget.reports_per_epoch",
+         config.budget.reports_per_epoch, f"1 with scheduler.kind {config.scheduler.kind} (it pauses trials at its "
+         "decisions and resumes them from the last epoch's checkpoint: a pause within an epoch would lose its "
+         "work); use asha or fifo for reports within an epoch"),
+        (config.asha.grace_period * config.budget.reports_per_epoch >= 1, "asha.grace_period",
+         config.asha.grace_period,
+         f">= 1 / budget.reports_per_epoch ({1 / max(1, config.budget.reports_per_epoch):g}): the first report"),
+        (0 <= config.asha.spare_falling < 1, "asha.spare_falling", config.asha.spare_falling,
+         "in [0, 1): the share of its distance to the baseline a trial closed in its last epoch (0: never spared)"),
         (config.asha.grace_period <= config.budget.max_epochs, "asha.grace_period", config.asha.grace_period,
          f"<= budget.max_epochs ({config.budget.max_epochs})"),
         (config.asha.reduction_factor >= 2, "asha.reduction_factor", config.asha.reduction_factor, ">= 2"),
@@ -517,6 +565,8 @@ def _reject_unknown(values: Mapping, allowed: set[str], source: str, prefix: str
 
 
 def _plain(value: Any) -> Any:
+    if hasattr(value, "plain"):  # DataSettings: the keys its kind of corpus reads
+        return value.plain()
     if dataclasses.is_dataclass(value):  # tuples as lists: YAML's safe dumper writes no tuple
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(value).items()}
     return value

@@ -77,8 +77,11 @@ class MemoryCorrectingSearcher(Searcher):
         self.measurements.append({"trial_id": trial_id, "epoch": result.get("epoch"),
                                   "predicted_peak_mb": float(predicted), "measured_peak_mb": float(measured),
                                   "factor": factor})
-        log.warning("trial %s measured %.0f MB against %.0f MB predicted: the trials still to start are "
-                    "planned with their predictions x %.3g", trial_id, measured, predicted, factor)
+        # Said once a trial (its peak grows over its first epochs); correction.json keeps every rise.
+        said = {m["trial_id"] for m in self.measurements[:-1]}
+        (log.info if trial_id in said else log.warning)(
+            "trial %s measured %.0f MB against %.0f MB predicted: the trials still to start are planned with "
+            "their predictions x %.3g", trial_id, measured, predicted, factor)
         self._write()
         return True
 

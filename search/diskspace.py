@@ -80,12 +80,27 @@ class StopWhenDiskFull(tune.Callback):
         if free >= need:
             return
         self._fired = True
-        StopWhenDiskFull.stopped = (f"the file system of {self.run_dir} is {'full' if free < MiB / 16 else 'nearly full'} "
-                                    f"({free / MiB:,.1f} MB free, "
-                                    f"the running trials' next checkpoints need about {need / MiB:,.1f} MB)")
+        StopWhenDiskFull.stopped = _words(self.run_dir, free, f"the running trials' next checkpoints need about "
+                                                              f"{need / MiB:,.1f} MB")
         if callable(signal.getsignal(signal.SIGUSR1)):  # Tune's handler: stop, save, return from fit()
             log.warning("%s: stopping the sweep", StopWhenDiskFull.stopped)
             os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def full_disk(run_dir: str | Path) -> str:
+    """Why the file system of ``run_dir`` counts as full (under :data:`MIN_FREE_BYTES` free), or "":
+    what the sweep says when a write failed there without telling it so (Ray reading back a file
+    that the full disk let it write half)."""
+    try:
+        free = shutil.disk_usage(run_dir).free
+    except OSError:
+        return ""
+    return _words(run_dir, free) if free < MIN_FREE_BYTES else ""
+
+
+def _words(run_dir: str | Path, free: int, need: str = "") -> str:
+    state = "full" if free < MiB / 16 or not need else "nearly full"
+    return f"the file system of {run_dir} is {state} ({free / MiB:,.1f} MB free{', ' + need if need else ''})"
 
 
 def folder_bytes(path: str | Path) -> int:

@@ -44,13 +44,14 @@ def space_configs(config: SweepConfig, samples: int = 20, seed: int = 0) -> list
     return [corner, *draws]
 
 
-def plan_table(configs: list[dict[str, Any]], sizer: TrialSizer) -> pd.DataFrame:
-    """One row per config: its sizes, the batch it would use, predicted MB and resources."""
+def plan_table(configs: list[dict[str, Any]], sizer: TrialSizer, windows: bool = False) -> pd.DataFrame:
+    """One row per config: its sizes, the batch it would use, predicted MB and resources;
+    ``windows``: character trials, each with its window's ``seq`` (characters, ``T``)."""
     rows = []
     for config in configs:
         plan, spec = sizer.plan(config), sizer.spec(config)
         classifier = {"cell": spec.cell, "bidir": spec.bidirectional, "seq": spec.seq_len} \
-            if spec.is_classifier else {}
+            if spec.is_classifier else {"seq": spec.seq_len} if windows else {}
         rows.append({
             **classifier, "emb": spec.embedding_size, "hidden": spec.hidden_size, "layers": spec.num_layers,
             "vocab": spec.vocab_size, "batch": plan.batch_size_requested,
@@ -63,8 +64,8 @@ def plan_table(configs: list[dict[str, Any]], sizer: TrialSizer) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def describe_sizer(sizer: TrialSizer) -> str:
-    """One line saying what budget the plan assumed."""
+def describe_sizer(sizer: TrialSizer, tokens: str = "word") -> str:
+    """One line saying what budget the plan assumed (``tokens="char"``: character windows)."""
     if sizer.on_gpu:
         what = (f"GPU trials: up to {sizer.gpus_per_trial:g} of a GPU with {sizer.gpu_memory_bytes / GiB:.1f} GiB "
                 f"usable each, shares rounded up to 1/{sizer.gpu_share_grid}, "
@@ -72,6 +73,7 @@ def describe_sizer(sizer: TrialSizer) -> str:
     else:
         what = f"CPU trials: {(sizer.trial_memory_bytes or sizer.host_budget_bytes) / GiB:.1f} GiB each"
     steps = (f"a classifier of {sizer.num_classes} classes" if sizer.num_classes
+             else f"character windows of up to {sizer.seq_len} steps" if tokens == "char"
              else f"sentences of {sizer.seq_len} steps")
     return (f"{what}; {sizer.cpus_per_trial:g} CPU each, {steps}; "
             f"batches planned within {1 - sizer.headroom:.0%} of a budget (headroom for the memory model's error)")

@@ -22,8 +22,11 @@ share a GPU; a hidden-2048 trial gets the whole of it), and TensorFlow inside th
 capped at that share less the process's own reserve (``resources.gpu_process_reserve_mb``: the
 CUDA context, cuDNN and cuBLAS handles that live outside TensorFlow's allocator), so the caps and
 reserves of the trials on a GPU add up to at most its usable memory (``search.trainable``). On every node the trial reserves Ray's
-``memory`` resource — its need plus the process's own baseline on CPU nodes, the baseline
-alone on GPU nodes — so Ray never co-schedules trials whose peaks exceed the node.
+``memory`` resource — its need plus the process's own baseline on CPU nodes (rounded up to an
+eighth of its budget, so that similar trials ask alike and Ray Tune can reuse their worker
+processes), the baseline alone on GPU nodes — so Ray never co-schedules trials whose peaks
+exceed the node. Trials with the same request also get the same GPU cap, which is what lets a
+reused process, whose TensorFlow keeps the cap it was first given, be handed on.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ GPU_PROCESS_RESERVE_BYTES = 1024 * MiB
 # A trial config key the sweep sets when its trials measured above their predictions: the factor
 # every predicted peak of that trial is scaled by (search.correction).
 CORRECTION_KEY = "memory_correction"
+# A CPU trial's host reservation is rounded up to a multiple of 1/MEMORY_STEPS of its most
+# (TrialSizer._host_reservation): at most 8 distinct requests, so workers can be reused.
+MEMORY_STEPS = 8
 # Ray gives its `memory` resource what is left of available memory after the object store
 # (30% by default); a plan made without a running Ray assumes the same split.
 RAY_MEMORY_SHARE = 0.7
@@ -212,7 +218,7 @@ class TrialSizer:
         need = self._need(peak)
         if not self.on_gpu:
             return TrialPlan(requested, used, peak, budget, need, cpu=self.cpus_per_trial, gpu=0.0,
-                             memory_bytes=need + self.process_baseline_bytes, correction=correction)
+                             memory_bytes=self._host_reservation(need, budget), correction=correction)
         # A GPU trial holds its TensorFlow cap plus the process's own reserve; shares of the
         # usable memory add up to at most one GPU, so caps and reserves together never exceed it.
         grant = (budget if self.trial_memory_bytes else need) + self.gpu_process_reserve_bytes
@@ -221,6 +227,16 @@ class TrialSizer:
         return TrialPlan(requested, used, peak, max(need, cap), need,
                          cpu=self.cpus_per_trial, gpu=share, memory_bytes=self.process_baseline_bytes,
                          correction=correction)
+
+    def _host_reservation(self, need: int, budget: int) -> int:
+        """A CPU trial's Ray ``memory``: its need and the process's baseline, rounded up to a
+        multiple of 1/:data:`MEMORY_STEPS` of its budget and baseline. Trials of similar size then
+        ask for the same resources, so Ray Tune can hand one's worker process to the next
+        (``resources.reuse_workers``); and since ``need <= budget`` the rounded reservation never
+        exceeds the trial's share of the node, so it never cuts how many trials run at once."""
+        most = budget + self.process_baseline_bytes
+        return min(most, math.ceil((need + self.process_baseline_bytes) * MEMORY_STEPS / most - 1e-9) * most
+                   // MEMORY_STEPS)
 
     def _budget(self) -> int:
         """What a trial's model may use: the user's budget, else its most of a GPU less the

@@ -10,7 +10,9 @@ stopped early; the ``asha`` section holds the knobs the schedulers share::
                     hyperband        HyperBandScheduler(max_t=max_epochs, reduction_factor)
                     median           MedianStoppingRule(grace_period)
 
-Each counts time in epochs (Tune's ``training_iteration``: the trainable reports once an epoch).
+Each counts time in epochs: ASHA the trainable's ``epoch``, fractional for its in-epoch reports
+(``budget.reports_per_epoch``); HyperBand and the median rule, which take one report an epoch,
+Tune's ``training_iteration``.
 
 Not offered, on purpose: PBT, whose exploit step restarts a trial from another's checkpoint
 with perturbed values: our checkpoint is the whole Keras model (layers, dropout, optimizer and
@@ -42,6 +44,7 @@ from lstm_sweep.errors import ConfigError
 
 if TYPE_CHECKING:
     from lstm_sweep.search.config import SweepConfig
+    from lstm_sweep.search.warmstart import WarmStart
 
 log = logging.getLogger("lstm_sweep.search")
 
@@ -55,7 +58,21 @@ class ResumableOptunaSearch(OptunaSearch):
     Tune checkpointed (every 10 s or so): a trial that finished in between is resumed from its
     checkpoint, and its next report would raise ``UpdateFinishedTrialError`` in Optuna and
     stop the whole sweep. The study already holds that trial's result; the report is dropped.
+
+    ``warm_start`` (:class:`search.warmstart.WarmStart`) puts earlier sweeps' trials into the
+    study when it is set up, with the distributions built from the Tune space, once: a resumed
+    sweep sets its study up again, and finds them there.
     """
+
+    def __init__(self, *args, warm_start: WarmStart | None = None, **kwargs):
+        self._warm_start = warm_start
+        super().__init__(*args, **kwargs)
+
+    def _setup_study(self, mode) -> None:
+        super()._setup_study(mode)
+        warm_start = getattr(self, "_warm_start", None)  # None in a searcher pickled before warm starts
+        if warm_start is not None:
+            warm_start.apply(self._ot_study, self._space)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         try:
@@ -64,7 +81,7 @@ class ResumableOptunaSearch(OptunaSearch):
             log.debug("trial %s: its Optuna trial has already finished; report not recorded", trial_id)
 
 
-def make_searcher(config: SweepConfig, run_dir: str | Path) -> Searcher | None:
+def make_searcher(config: SweepConfig, run_dir: str | Path, warm_start: WarmStart | None = None) -> Searcher | None:
     """The searcher ``config.searcher.kind`` names, seeded by ``searcher.seed``.
 
     - ``tpe``: the Tree-structured Parzen Estimator (Bergstra, Bardenet, Bengio and Kégl,
@@ -79,6 +96,9 @@ def make_searcher(config: SweepConfig, run_dir: str | Path) -> Searcher | None:
     The Optuna study lives in ``run_dir/optuna.db``, named after the run folder. With every
     value fixed there is nothing to search: None, and Tune's default generator repeats the one
     config ``num_samples`` times (seeds aside, a repeatability check).
+
+    ``warm_start`` (``search.warmstart.plan_warm_start``) gives the study earlier sweeps' trials,
+    with their results or to run first, when the Tuner starts (``--warm-start RUN_DIR``).
 
     Example:
         >>> from lstm_sweep.search.config import parse_config
@@ -97,6 +117,7 @@ def make_searcher(config: SweepConfig, run_dir: str | Path) -> Searcher | None:
         sampler=_SAMPLERS[settings.kind](settings),
         storage=optuna.storages.RDBStorage(f"sqlite:///{path}"),
         study_name=Path(run_dir).name,
+        warm_start=warm_start,
     )
 
 
@@ -109,7 +130,12 @@ _SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
 def make_scheduler(config: SweepConfig) -> TrialScheduler:
     """The trial scheduler ``config.scheduler.kind`` names, with its knobs from ``config.asha``.
 
-    Time is counted in epochs (``training_iteration``); metric and mode come from the Tuner.
+    Time is counted in epochs: for ASHA the reported ``epoch`` (0.25, 0.5, ... for in-epoch
+    reports: ``grace_period`` may be a fraction), for the others ``training_iteration`` (they take
+    one report an epoch: ``search.config`` refuses more); metric and mode come from the Tuner.
+    Epochs, not optimizer steps or seconds: replayed on measured curves (bench/stop_rules.py,
+    BENCHMARKS.md), ASHA counting steps stopped the best configuration more often and spared
+    big batches no more, and seconds depend on what else the machine runs.
 
     - ``asha``: Asynchronous Successive Halving (Li et al., "A System for Massively Parallel
       Hyperparameter Tuning", arXiv 2018, MLSys 2020): from ``grace_period`` epochs on, at
@@ -141,8 +167,10 @@ def make_scheduler(config: SweepConfig) -> TrialScheduler:
 
 
 _EPOCHS = "training_iteration"  # one report per epoch, so Tune's iteration count is the epoch count
+_PROGRESS = "epoch"  # the trainable's epoch: fractional for an in-epoch report (search.trainable)
 _SCHEDULERS: dict[str, Callable[..., TrialScheduler]] = {
-    "asha": lambda max_epochs, asha: ASHAScheduler(time_attr=_EPOCHS, max_t=max_epochs, grace_period=asha.grace_period,
+    "asha": lambda max_epochs, asha: ASHAScheduler(time_attr=_PROGRESS, max_t=max_epochs,
+                                                   grace_period=asha.grace_period,
                                                    reduction_factor=asha.reduction_factor),
     "fifo": lambda max_epochs, asha: FIFOScheduler(),
     "hyperband": lambda max_epochs, asha: HyperBandScheduler(time_attr=_EPOCHS, max_t=max_epochs,

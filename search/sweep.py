@@ -104,7 +104,8 @@ def _unclaim(run_dir: Path, created: Path | None) -> None:
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None,
-              include_dashboard: bool = True, dashboard_host: str = LOCALHOST) -> str | None:
+              include_dashboard: bool = True, dashboard_host: str = LOCALHOST,
+              log_to_driver: bool = True) -> str | None:
     """Connect to the cluster at ``address``, or start a local Ray bound to 127.0.0.1.
 
     Returns the dashboard URL, or None when there is none. Does nothing if this process
@@ -127,7 +128,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
         from lstm_sweep.search.cluster import connect
 
         # Checked first, bounded, ended by Ctrl-C or SIGTERM; errors name the address as given.
-        context = connect(address, configure_logging=False, log_to_driver=True)
+        context = connect(address, configure_logging=False, log_to_driver=log_to_driver)
         return _dashboard_url(context)
     if dashboard_host != LOCALHOST:
         log.warning("the Ray dashboard listens on %s, beyond this machine: anyone who reaches it and "
@@ -139,6 +140,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, num_gpus:
         include_dashboard=include_dashboard,
         dashboard_host=dashboard_host,
         configure_logging=False,
+        log_to_driver=log_to_driver,  # off unless --verbose: the workers' TensorFlow lines (search.terminal)
     )
     node_ip = ray.util.get_node_ip_address()
     if node_ip not in ("127.0.0.1", "localhost", "::1"):
@@ -168,21 +170,25 @@ def build_trainable(config: SweepConfig, sizer: TrialSizer, trial_hooks: Sequenc
 
 
 def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
-                trial_hooks: Sequence[Any] = (), callbacks: list | None = None):
+                trial_hooks: Sequence[Any] = (), callbacks: list | None = None, *, verbose: bool = False,
+                warm_start: Any = None):
     """The Ray Tune ``Tuner`` for ``config``, storing its experiment in ``run_dir/ray``.
 
     ``sizer`` gives each trial its resources (``tune.with_resources`` with a function of the
     trial's config) and its batch; ``trial_hooks`` add Keras callbacks to every trial's training
     (:class:`search.trainable.TrialHook`; tests inject faults with them), the ``hooks`` of
-    :func:`search.trainable.train_trial`; ``callbacks`` are Ray Tune callbacks.
+    :func:`search.trainable.train_trial`; ``callbacks`` are Ray Tune callbacks. Its progress is
+    :class:`search.terminal.ProgressView`'s lines, or with ``verbose`` Ray Tune's own tables.
+    ``warm_start`` (:class:`search.warmstart.WarmStart`) goes to the searcher's study.
     """
     from ray import tune
 
     from lstm_sweep.search.correction import MemoryCorrectingSearcher
     from lstm_sweep.search.diskspace import StopWhenDiskFull
     from lstm_sweep.search.searcher import make_scheduler, make_searcher
+    from lstm_sweep.search.tracking import mlflow_callbacks
 
-    searcher = make_searcher(config, run_dir)
+    searcher = make_searcher(config, run_dir, warm_start)
     if searcher is not None:  # later trials planned with the sweep's own measured peaks (search.correction)
         searcher = MemoryCorrectingSearcher(searcher, config.resources.memory_headroom, run_dir)
     return tune.Tuner(
@@ -198,6 +204,9 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
             num_samples=config.budget.num_samples,
             max_concurrent_trials=config.budget.max_concurrent,
             time_budget_s=config.budget.max_minutes * 60 or None,
+            # A finished trial's process starts the next one with the same resources (rounded
+            # alike by search.resources); the trainable frees the last model first.
+            reuse_actors=config.resources.reuse_workers,
         ),
         run_config=tune.RunConfig(
             name=EXPERIMENT_DIR,
@@ -209,16 +218,28 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
             # epoch's checkpoint, up to this many times.
             failure_config=tune.FailureConfig(max_failures=config.resources.max_failures),
             # Stops the sweep, resumable, before the run folder's file system fills (search.diskspace).
-            callbacks=[*(callbacks or []), StopWhenDiskFull(run_dir)],
-            verbose=1,
+            # With tracking.mlflow, Ray Tune's MLflow logger too (search.tracking).
+            callbacks=[*(callbacks or []), *mlflow_callbacks(config, run_dir), StopWhenDiskFull(run_dir),
+                       *([] if verbose else [progress_view(config)])],
+            # Ray Tune's tables with --verbose; else search.terminal.ProgressView's lines.
+            verbose=1 if verbose else 0,
         ),
     )
+
+
+def progress_view(config: SweepConfig):
+    """The terminal's view of a sweep of ``config`` (:class:`search.terminal.ProgressView`)."""
+    from lstm_sweep.search.terminal import ProgressView
+
+    return ProgressView(config.metric, config.mode, config.budget.max_epochs, config.budget.num_samples,
+                        config.budget.max_minutes, config.scheduler.kind)
 
 
 def run_sweep(config: SweepConfig, name: str | None = None, address: str | None = None,
               num_cpus: int | None = None, num_gpus: int | None = None,
               trial_hooks: Sequence[Any] = (), dashboard_host: str = LOCALHOST,
-              callbacks: list | None = None, calibration: Any = None) -> SweepOutcome:
+              callbacks: list | None = None, calibration: Any = None, *, verbose: bool = False,
+              warm_start: Sequence[Path] = ()) -> SweepOutcome:
     """Run the whole sweep in a new run folder ``<output>/<name>`` and write its results there.
 
     Args:
@@ -232,6 +253,11 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         callbacks: Ray Tune callbacks (benchmarks time trials with them).
         calibration: the memory model's constants (``model.memory.Calibration``); None loads the
             one measured for the trials' device by ``lstm-sweep calibrate``, else the built-in one.
+        verbose: Ray Tune's tables and the workers' output on the terminal, instead of a line per
+            finished trial (``lstm-sweep --verbose``).
+        warm_start: earlier run folders of the same task whose finished trials the searcher
+            starts from (:mod:`search.warmstart`): with their results where data and space
+            match, their best configurations first where only the data differ.
 
     Ctrl-C (or SIGTERM) stops the trials, writes the results so far and returns an outcome
     with ``interrupted`` set; :func:`resume_sweep` goes on from there.
@@ -242,7 +268,12 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         PosixPath('runs/quick-20261122-101500/trials.csv')
     """
     from lstm_sweep.results import atomic_write_text
+    from lstm_sweep.search.tracking import check_tracking
 
+    config = check_tracking(config)  # no MLflow, a bad URI: refused before anything is made
+    from lstm_sweep.search.warmstart import read_earlier_sweeps
+
+    earlier = read_earlier_sweeps(config, warm_start)  # one that cannot be carried over: refused here too
     # The folder first, claimed atomically, and what ran in it: a driver killed from here on
     # leaves a folder that `--resume` goes on with. A sweep refused before its trials start
     # (a bad corpus, an impossible space, no cluster) takes the folder away again.
@@ -254,7 +285,7 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
         except OSError as e:
             raise _disk_error(e, run_dir, started=False) if atomic.is_disk_error(e) else e
         tuner = _tuner_in(run_dir, config, address, num_cpus, num_gpus, trial_hooks, dashboard_host, callbacks,
-                          calibration)
+                          calibration, verbose=verbose, warm_start=earlier)
     except UserError:
         _unclaim(run_dir, created)
         raise
@@ -263,9 +294,11 @@ def run_sweep(config: SweepConfig, name: str | None = None, address: str | None 
 
 def _tuner_in(run_dir: Path, config: SweepConfig, address: str | None, num_cpus: int | None,
               num_gpus: int | None, trial_hooks: Sequence[Any], dashboard_host: str, callbacks: list | None,
-              calibration: Any):
+              calibration: Any, *, verbose: bool = False, warm_start: Any = ()):
     """Everything before the trials: the data (cached), Ray, the sizer, the checks that refuse a
-    sweep no trial of which could run, the data files; then the Tuner, not yet started."""
+    sweep no trial of which could run, the data files; then the Tuner, not yet started.
+    ``warm_start``: the earlier sweeps read by ``search.warmstart.read_earlier_sweeps``, or the
+    plan a restarted sweep kept in its warm_start.json."""
     from lstm_sweep.data_pipeline.checks import check_split_sizes
     from lstm_sweep.results import atomic_write_json
     from lstm_sweep.search.tasks import get_task
@@ -275,6 +308,9 @@ def _tuner_in(run_dir: Path, config: SweepConfig, address: str | None, num_cpus:
     from lstm_sweep.search.plan import check_feasible
     from lstm_sweep.search.resources import make_sizer, ray_nodes, this_machine  # loads TensorFlow
     print(task.describe(prepared, config.data))
+    from lstm_sweep.search.warmstart import WARM_START_FILE, warm_start_for
+
+    warm_start = warm_start_for(warm_start, prepared.fingerprint, config)  # which data they share is known now
     where = "the built-in corpus" if config.data.path == "builtin" else config.data.path
     warning = check_split_sizes(prepared.stats["train"], prepared.stats["val"], where,
                                 "examples" if task.num_classes(prepared) else "sentences")
@@ -285,7 +321,7 @@ def _tuner_in(run_dir: Path, config: SweepConfig, address: str | None, num_cpus:
         # A budget that no node changes: an impossible space is refused before Ray starts.
         check_feasible(config, make_sizer(config, len(prepared.vocab), this_machine(), **sizing))
 
-    _start(address, num_cpus, num_gpus, dashboard_host)
+    _start(address, num_cpus, num_gpus, dashboard_host, verbose=verbose)
     sizer = make_sizer(config, len(prepared.vocab), ray_nodes(), **sizing)  # may refuse the config
     check_feasible(config, sizer, where=" on this cluster" if address else "")
     # The token ids (and class names) every trial trained with; export and generation read
@@ -293,15 +329,18 @@ def _tuner_in(run_dir: Path, config: SweepConfig, address: str | None, num_cpus:
     # rebuilt from the same cache at retrain time.
     try:
         task.write_data_files(prepared, run_dir)
-        atomic_write_json(run_dir / "data.json", prepared.stats)  # what was read, kept and dropped
+        # What was read, kept and dropped; the fingerprint is what a later --warm-start compares.
+        atomic_write_json(run_dir / "data.json", {**prepared.stats, "fingerprint": prepared.fingerprint})
+        if warm_start is not None:
+            atomic_write_json(run_dir / WARM_START_FILE, warm_start.to_json())
     except OSError as e:
         raise _disk_error(e, run_dir, started=False) if atomic.is_disk_error(e) else e
-    return build_tuner(config, run_dir, sizer, trial_hooks, callbacks)
+    return build_tuner(config, run_dir, sizer, trial_hooks, callbacks, verbose=verbose, warm_start=warm_start)
 
 
 def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int | None = None,
                  num_gpus: int | None = None, trial_hooks: Sequence[Any] = (),
-                 dashboard_host: str = LOCALHOST) -> SweepOutcome:
+                 dashboard_host: str = LOCALHOST, *, verbose: bool = False) -> SweepOutcome:
     """Go on with the sweep in ``run_dir`` after its driver stopped (Ctrl-C, a crash, SIGKILL).
 
     Ray Tune restores the experiment from ``run_dir/ray``: finished trials are kept as they
@@ -329,16 +368,23 @@ def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int 
         raise RunFolderError(f"{run_dir}: nothing to resume ({what}): pass a folder made by `lstm-sweep search`")
     atomic.remove_leftovers(run_dir)  # temporaries of a writer killed outright
     config = load_config(run_dir / "sweep.yaml")
+    from lstm_sweep.search.tracking import check_tracking
+
+    check_tracking(config)  # Tune's saved state holds the MLflow callback: MLflow must be here
     if not list(experiment.glob("experiment_state-*.json")):
         # Stopped before Ray Tune saved its first state (while the corpus was read, Ray started or
         # the first trials were set up): Tune recorded nothing to keep, and without its state
         # Tuner.restore would start an experiment of one trial. Start the sweep here instead.
         print(f"resuming {run_dir}: no trial had started: running the sweep of its sweep.yaml")
+        from lstm_sweep.search.warmstart import WARM_START_FILE, load_warm_start
+
+        warm_start = load_warm_start(run_dir)  # what its --warm-start gave the searcher, again
         for child in run_dir.iterdir():
-            if child.name != "sweep.yaml":
+            if child.name not in ("sweep.yaml", WARM_START_FILE):
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         (run_dir / EXPERIMENT_DIR).mkdir()
-        tuner = _tuner_in(run_dir, config, address, num_cpus, num_gpus, trial_hooks, dashboard_host, None, None)
+        tuner = _tuner_in(run_dir, config, address, num_cpus, num_gpus, trial_hooks, dashboard_host, None, None,
+                          verbose=verbose, warm_start=warm_start)
         return _fit_and_write(tuner, config, run_dir)
     if _finished(experiment, config.budget.num_samples):
         print(f"nothing left to do: every trial of {run_dir} has ended; its results are written again")
@@ -347,7 +393,7 @@ def resume_sweep(run_dir: str | Path, address: str | None = None, num_cpus: int 
     prepared = task.prepare(config.data)
     from lstm_sweep.search.resources import make_sizer, ray_nodes  # loads TensorFlow
 
-    _start(address, num_cpus, num_gpus, dashboard_host)
+    _start(address, num_cpus, num_gpus, dashboard_host, verbose=verbose)
     sizer = make_sizer(config, len(prepared.vocab), ray_nodes(), num_classes=task.num_classes(prepared),
                        calibration=_calibration(config, None))
     print(f"resuming {run_dir}")
@@ -375,11 +421,19 @@ def _calibration(config: SweepConfig, given: Any) -> Any:
     return calibration
 
 
-def _start(address: str | None, num_cpus: int | None, num_gpus: int | None, dashboard_host: str) -> None:
+def _start(address: str | None, num_cpus: int | None, num_gpus: int | None, dashboard_host: str, *,
+           verbose: bool = False) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by local Ray workers
     # Checkpointing every epoch is what we want; Tune's warning about it is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    dashboard = start_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, dashboard_host=dashboard_host)
+    if not verbose:
+        # Ray Tune's newer output prints its header box and staging paths even at verbose=0; the
+        # older one prints nothing there. Our lines are search.terminal.ProgressView's.
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+        # A failed trial's traceback is in its error.txt, and ProgressView prints its last line.
+        os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
+    dashboard = start_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, dashboard_host=dashboard_host,
+                          log_to_driver=verbose)
     if dashboard:
         print(f"Ray dashboard: {dashboard}")
 
@@ -395,7 +449,7 @@ def _fit_and_write(tuner, config: SweepConfig, run_dir: Path) -> SweepOutcome:
     if in_main_thread:
         signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGUSR1))
     started = time.monotonic()
-    from lstm_sweep.search.diskspace import StopWhenDiskFull
+    from lstm_sweep.search.diskspace import StopWhenDiskFull, full_disk
 
     StopWhenDiskFull.stopped, disk = "", ""
     # Ray Tune's own TensorBoard hint names its session's staging copy, not the run folder.
@@ -408,6 +462,11 @@ def _fit_and_write(tuner, config: SweepConfig, run_dir: Path) -> SweepOutcome:
         if not atomic.is_disk_error(e):
             raise
         disk = f"{e.filename or run_dir}: {e.strerror}"
+    except Exception:  # noqa: BLE001 -- Ray reading back what a full disk let it write half
+        # (a failed trial's error pickle written empty: EOFError in Tune's ResultGrid)
+        disk = StopWhenDiskFull.stopped or full_disk(run_dir)
+        if not disk:
+            raise
     finally:
         if in_main_thread:
             for sig, handler in previous.items():
@@ -422,6 +481,8 @@ def _fit_and_write(tuner, config: SweepConfig, run_dir: Path) -> SweepOutcome:
             if not atomic.is_disk_error(e):
                 raise
             written = "no room for its results either (the files written before are as they were)"
+        except ValueError:  # Ray's experiment state cut short by the full disk (a JSONDecodeError)
+            written = "its results could not be read back (Ray's state was cut short; the files written before are as they were)"
         raise RunFolderError(f"{disk}: the sweep stopped, {written}; free space there, then go on with: "
                              f"lstm-sweep search --resume {run_dir}")
     # Trials that the time budget stopped are not an interruption: the sweep is over.

@@ -2,6 +2,7 @@
 
     task             data                               model                  per-epoch metrics
     language_model   prepare -> PreparedData            build_language_model   val_loss, val_loss_padded
+                     (data.tokens: char -> windows of characters, the same model; per character)
     classify         prepare_labelled -> LabelledData   build_classifier       val_loss, val_accuracy
 
 A :class:`Task` knows its ``data:`` section and its own hyperparameters, how to read its
@@ -21,9 +22,12 @@ model code is imported when a model is built.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Protocol
+
+import numpy as np
 
 from lstm_sweep.data_pipeline import (DataSettings, LabelledSettings, Vocabulary, labels_to_json, prepare,
                                       prepare_labelled)
@@ -57,6 +61,7 @@ class Task(Protocol):
     baseline_name: str  # what learned nothing from the context
 
     def check_data_section(self, values: Mapping[str, Any], source: str) -> None: ...
+    def check_config(self, config: SweepConfig, source: str) -> None: ...
     def settings(self, data: Mapping[str, Any], params: Mapping[str, Any]) -> Any: ...
     def prepare(self, settings) -> Any: ...
     def describe(self, prepared, settings) -> str: ...
@@ -65,6 +70,8 @@ class Task(Protocol):
     def spec(self, params: Mapping[str, Any], prepared, config: SweepConfig, **changes: Any) -> ModelSpec: ...
     def build(self, spec: ModelSpec): ...
     def datasets(self, prepared, spec: ModelSpec, seed: int): ...
+    def val_subset(self, prepared, spec: ModelSpec, seed: int): ...  # (batches, baseline) of validation_subset
+    def evaluate(self, model, dataset) -> dict[str, float]: ...  # the reported validation figures on `dataset`
     def fit(self, model, train, val, **kwargs): ...
     def baseline(self, prepared) -> dict[str, float]: ...
     def worst(self) -> dict[str, float]: ...
@@ -72,6 +79,33 @@ class Task(Protocol):
     def card(self, prepared, spec: ModelSpec) -> dict[str, Any]: ...
     def export(self, model, vocab: Vocabulary, folder: Path, card: dict[str, Any]) -> None: ...
     def showcase(self, run_dir: Path, export_dir: Path, prompt: str) -> Showcase: ...
+
+
+_WARNED: set[tuple[int, int]] = set()  # (stride, seq_len) pairs already warned of in this process
+
+# Sentences (a classifier: examples) of the validation subset that in-epoch reports are scored on
+# (budget.reports_per_epoch > 1). Measured (bench/val_subset.py, BENCHMARKS.md): ranks trials as the
+# whole split does.
+VAL_SUBSET = 1024
+
+
+def validation_subset(n: int, size: int = VAL_SUBSET, seed: int = 0) -> np.ndarray:
+    """Row numbers of the validation subset: ``size`` of ``n`` rows drawn without replacement by
+    ``seed``, ascending (all ``n`` when ``n <= size``). The same for a seed, so every trial of a
+    sweep (the sweep's ``searcher.seed``) is scored on the same sentences and ASHA compares like
+    with like.
+
+    Example:
+        >>> validation_subset(10, 4, seed=0).tolist() == validation_subset(10, 4, seed=0).tolist()
+        True
+        >>> validation_subset(3, 4).tolist()
+        [0, 1, 2]
+    """
+    if n < 1 or size < 1 or seed < 0:
+        raise ValueError(f"validation_subset(n={n}, size={size}, seed={seed}): need n >= 1, size >= 1, seed >= 0")
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
 
 
 class _TaskBase:
@@ -82,6 +116,9 @@ class _TaskBase:
 
     def check_data_section(self, values: Mapping[str, Any], source: str) -> None:
         """Refuse ``data:`` keys that would mislead for this task (the schema checks the rest)."""
+
+    def check_config(self, config: SweepConfig, source: str) -> None:
+        """Refuse (or warn of) combinations of a whole, parsed sweep that only this task knows of."""
 
     def settings(self, data: Mapping[str, Any], params: Mapping[str, Any]):
         """The data settings of a trial: the sweep's, with a searched ``vocab_size`` applied."""
@@ -116,7 +153,56 @@ class LanguageModelTask(_TaskBase):
     reported = ("loss", "val_loss", "val_loss_padded")
     metrics = {"val_loss": "min", "val_loss_padded": "min"}
     plotted = ("val_loss",)  # val_loss_padded is a column only
+    # Character data only (data.tokens: char): the window length may be searched; the windows are
+    # then cut per trial (settings), from the same cached blocks and vocabulary.
+    hyperparameters = {
+        "seq_len": Hyperparameter("characters per window, data.tokens: char only, >= 1", None, integer=True),
+    }
     baseline_name = "the unigram model"
+
+    def settings(self, data: Mapping[str, Any], params: Mapping[str, Any]):
+        """The data settings of a trial: the sweep's, with a searched ``vocab_size`` (and, for
+        characters, ``seq_len``: its own windows) applied."""
+        fields = dict(data)
+        for name in ("vocab_size", "seq_len"):
+            if name in params and (name != "seq_len" or fields.get("tokens") == "char"):
+                fields[name] = int(params[name])
+        return self.settings_class(**fields)
+
+    def check_data_section(self, values: Mapping[str, Any], source: str) -> None:
+        """Refuse keys of the other kind of corpus: a word corpus' ``max_tokens`` for characters,
+        the character keys (``clean``, ``seq_len``, ``stride``) for words."""
+        from lstm_sweep.data_pipeline.dataset import CHAR_FIELDS
+
+        tokens = values.get("tokens", "word")
+        if tokens not in ("word", "char"):
+            return  # DataSettings names the rule
+        if tokens == "char":
+            if "max_tokens" in values:
+                raise ConfigError(f"{source}: data.max_tokens: applies to tokens: word; a character window is "
+                                  "data.seq_len characters long")
+            return
+        for name in CHAR_FIELDS[1:]:
+            if name in values:
+                raise ConfigError(f"{source}: data.{name}: applies to tokens: char only (this data section reads "
+                                  "words): add tokens: char, or drop it")
+
+    def check_config(self, config: SweepConfig, source: str) -> None:
+        """``space.seq_len`` needs character data; a stride past the window warns (allowed)."""
+        chars = config.data.tokens == "char"
+        if "seq_len" in config.space and not chars:
+            raise ConfigError(f"{source}: space.seq_len: applies to task: classify only, or to character data "
+                              "(data.tokens: char); a word model's sentences are as long as they are, up to "
+                              "data.max_tokens")
+        if not chars:
+            return
+        shortest = min(config.space["seq_len"].args) if "seq_len" in config.space else config.data.seq_len
+        if config.data.stride > shortest and (config.data.stride, shortest) not in _WARNED:
+            _WARNED.add((config.data.stride, shortest))  # once, not again for each re-parse (flags, sweep.yaml)
+            logging.getLogger("lstm_sweep.search").warning(
+                "warning: %s: data.stride %d > seq_len %d: the windows skip %d characters between them (allowed; "
+                "a stride <= seq_len trains on every character)", source, config.data.stride, shortest,
+                config.data.stride - shortest)
 
     def prepare(self, settings):
         return prepare(settings)
@@ -125,11 +211,19 @@ class LanguageModelTask(_TaskBase):
         return 0
 
     def fixed_sizes(self, config: SweepConfig, num_classes: int) -> tuple[int, int]:
-        """(time steps of the longest batch, classes): sentences of ``max_tokens`` make ``max_tokens - 1`` steps."""
+        """(time steps of the longest batch, classes): sentences of ``max_tokens`` make ``max_tokens - 1``
+        steps; character windows ``seq_len`` (a trial's own when the space searches it)."""
+        if config.data.tokens == "char":
+            return int(max(config.space["seq_len"].args)) if "seq_len" in config.space else config.data.seq_len, 0
         return config.data.max_tokens - 1, 0
 
     def describe(self, prepared, settings) -> str:
         s = prepared.stats
+        if s.get("tokens") == "char":
+            return (f"data: {s['characters']} characters in {s['blocks']} blocks of {s['block_chars']} "
+                    f"({s['val_blocks']} for validation), {s['train']} train windows of {s['seq_len']} characters "
+                    f"every {s['stride']} / {s['val']} val windows, {len(prepared.vocab)} characters in the "
+                    f"vocabulary")
         return (f"data: {s['raw_lines']} lines, {s['kept']} kept at <= {settings.max_tokens} tokens "
                 f"({s['dropped_too_long']} longer dropped), {s['train']} train / {s['val']} val, "
                 f"vocabulary {len(prepared.vocab)}")
@@ -150,8 +244,23 @@ class LanguageModelTask(_TaskBase):
         ``val_loss_padded`` is defined on them."""
         from lstm_sweep.data_pipeline import lm_dataset
 
-        return (lm_dataset(prepared.train, spec.batch_size, shuffle=True, seed=seed, buckets=True),
+        buckets = prepared.stats.get("tokens") != "char"  # character windows are all of one length
+        return (lm_dataset(prepared.train, spec.batch_size, shuffle=True, seed=seed, buckets=buckets),
                 lm_dataset(prepared.val, spec.batch_size, shuffle=False))
+
+    def val_subset(self, prepared, spec: ModelSpec, seed: int):
+        """``(batches, baseline)`` of the validation subset (:func:`validation_subset`): its
+        batches as the whole split's, and the unigram model's ``val_loss`` on the same sentences."""
+        from lstm_sweep.data_pipeline import lm_dataset
+        from lstm_sweep.data_pipeline.baselines import unigram_loss
+
+        rows = prepared.val[validation_subset(len(prepared.val), seed=seed)]
+        return lm_dataset(rows, spec.batch_size, shuffle=False), {"val_loss": unigram_loss(prepared.train, rows)}
+
+    def evaluate(self, model, dataset) -> dict[str, float]:
+        from lstm_sweep.model import evaluate_language_model
+
+        return evaluate_language_model(model, dataset)
 
     def fit(self, model, train, val, **kwargs):
         from lstm_sweep.model import fit_language_model
@@ -160,6 +269,8 @@ class LanguageModelTask(_TaskBase):
 
     def card(self, prepared, spec: ModelSpec) -> dict[str, Any]:
         """What the model card says of the data, beside the settings and the fingerprint."""
+        if prepared.stats.get("tokens") == "char":
+            return {"train_windows": int(len(prepared.train)), "val_windows": int(len(prepared.val))}
         return {"train_sentences": int(len(prepared.train)), "val_sentences": int(len(prepared.val))}
 
     def export(self, model, vocab: Vocabulary, folder: Path, card: dict[str, Any]) -> None:
@@ -179,7 +290,15 @@ class LanguageModelTask(_TaskBase):
         from lstm_sweep.model.export import load_export
         from lstm_sweep.model.generation import generate
 
+        from lstm_sweep.data_pipeline import CharVocabulary
+
         model, vocab, _ = load_export(export_dir)
+        if isinstance(vocab, CharVocabulary):  # character by character, each line to its first newline
+            lines = generate(model, vocab, prompt, num=3, seed=0, max_tokens=200)
+            return Showcase("samples.txt", f"samples (temperature 0.8, top-k 40, up to 200 characters or a "
+                                           f"newline), continuing {prompt!r}:", lines,
+                            f'generate more: lstm-sweep generate {export_dir} --prompt "{prompt}" --max-tokens 400 '
+                            "--stop-at limit")
         lines = generate(model, vocab, prompt, num=3, seed=0)
         return Showcase("samples.txt", f"samples (temperature 0.8, top-k 40), continuing {prompt!r}:", lines,
                         f'generate more: lstm-sweep generate {export_dir} --prompt "{prompt}"')
@@ -207,6 +326,9 @@ class ClassifyTask(_TaskBase):
         if "max_tokens" in values:
             raise ConfigError(f"{source}: data.max_tokens: a classifier has no length filter; "
                               "pad and truncate with space.seq_len instead")
+        if "tokens" in values:
+            raise ConfigError(f"{source}: data.tokens: a classifier reads words only; tokens: char is for "
+                              "task: language_model")
 
     def prepare(self, settings):
         return prepare_labelled(settings)
@@ -248,6 +370,22 @@ class ClassifyTask(_TaskBase):
                                  shuffle=True, seed=seed),
                 classify_dataset(self.padded(prepared, spec, "val"), prepared.val_labels, spec.batch_size,
                                  shuffle=False))
+
+    def val_subset(self, prepared, spec: ModelSpec, seed: int):
+        """``(batches, baseline)`` of the validation subset: its examples, and the class
+        frequencies' loss and accuracy on them."""
+        from lstm_sweep.data_pipeline import classify_dataset
+        from lstm_sweep.data_pipeline.baselines import prior_baselines
+
+        rows = validation_subset(len(prepared.val_labels), seed=seed)
+        labels = prepared.val_labels[rows]
+        return (classify_dataset(self.padded(prepared, spec, "val")[rows], labels, spec.batch_size, shuffle=False),
+                prior_baselines(prepared.train_labels, labels))
+
+    def evaluate(self, model, dataset) -> dict[str, float]:
+        from lstm_sweep.model.classifier import evaluate_classifier
+
+        return evaluate_classifier(model, dataset)
 
     def fit(self, model, train, val, **kwargs):
         from lstm_sweep.model.classifier import fit_classifier

@@ -11,13 +11,25 @@ spec, resume, train.
    ``val_loss_padded``, or ``val_loss`` and ``val_accuracy``; the sweep's ``metric`` is what
    ASHA and the searcher read) with a checkpoint of the whole Keras model (weights and
    optimizer state), so ASHA can stop it between epochs and a trial whose worker died
-   resumes where it was, not from epoch 0.
+   resumes where it was, not from epoch 0. With ``budget.reports_per_epoch`` above 1 it also
+   reports within the epoch, at even fractions of its steps, the same figures on the fixed
+   validation subset (``search.tasks.validation_subset``) and without a checkpoint: ``epoch``
+   is then fractional (0.25, 0.5, ...) and ``val_on`` says ``subset`` (``full`` at an epoch's
+   end), so ASHA and the baseline stop can end a hopeless trial within its first epoch.
 4. From the ASHA grace period on (``asha.stop_at_baseline``), a trial
    whose metric is no better than its task's baseline (``data_pipeline.baselines``: the unigram
-   model, the class frequencies) reports ``outcome: at_baseline`` and stops: it has learned
-   nothing from the context yet. Every report carries that ``baseline``.
+   model, the class frequencies; on the subset, the subset's) reports ``outcome: at_baseline``
+   and stops: it has learned nothing from the context yet, unless its metric is still falling
+   fast (``asha.spare_falling``: a slow starter, a small learning rate or a big batch, that has
+   not left the plateau yet). Every report carries that ``baseline``.
 5. Safety net: an out-of-memory error halves the batch, rebuilds the input pipeline and goes
    on from the last epoch's checkpoint, at most ``max_oom_retries`` times.
+
+Ray Tune reuses a finished trial's worker process for the next trial with the same resources
+(``resources.reuse_workers``; ``search.resources`` rounds the requests so most match): the
+trial then starts by freeing what the last one left (:func:`_start_clean`), and reports
+``worker_trials_before`` and ``process_baseline_mb`` so a reader can check it started as a
+fresh process would.
 """
 
 from __future__ import annotations
@@ -26,7 +38,9 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -73,7 +87,9 @@ def train_trial(config: dict[str, Any], *, sweep: SweepConfig, sizer: TrialSizer
         hooks: add Keras callbacks to each training attempt (tests inject faults with them).
     """
     entered = time.time()
+    before = _start_clean()
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per checkpoint is noise
+    _exit_quietly_when_stopped()
     for cell in cells:
         register_cell(cell, replace=True)
     task = get_task(sweep.task)
@@ -96,9 +112,16 @@ def train_trial(config: dict[str, Any], *, sweep: SweepConfig, sizer: TrialSizer
     meter = PeakMemory()  # after the data, before the model: what the memory model predicts
     spec = task.spec(config, prepared, sweep, batch_size=plan.batch_size_used)
     model, state = _resume(plan)
+    reports, asha = sweep.budget.reports_per_epoch, sweep.asha
+    # The subset scores the in-epoch reports, and the untrained model for the still-falling rule.
+    wanted = reports > 1 or (asha.stop_at_baseline and asha.spare_falling > 0)
+    subset, subset_baseline = task.val_subset(prepared, spec, sweep.searcher.seed) if wanted else (None, {})
     baseline = _Baseline(task, prepared, sweep.metric, sweep.mode,
-                         sweep.asha.grace_period if sweep.asha.stop_at_baseline else 0)
-    reporter = _ReportToTune(plan, meter, state, started=entered, job=task, baseline=baseline, device=device)
+                         sweep.asha.grace_period if sweep.asha.stop_at_baseline else 0,
+                         subset_value=subset_baseline.get(sweep.metric, float("nan")),
+                         spare_falling=sweep.asha.spare_falling)
+    reporter = _ReportToTune(plan, meter, state, started=entered, job=task, baseline=baseline, device=device,
+                             reports_per_epoch=reports, subset=subset, trials_before=before)
     if state["batch_size"] != plan.batch_size_used:  # resumed after an out-of-memory halving
         reporter.plan = sizer.plan(config, batch_size=state["batch_size"])
     try:
@@ -149,7 +172,7 @@ def _train(task, prepared, spec, model, reporter: "_ReportToTune", sweep: SweepC
         try:
             task.fit(model, *task.datasets(prepared, spec.with_batch(batch), seed), epochs=max_epochs,
                      initial_epoch=reporter.state["epoch"], callbacks=callbacks)
-            return  # the last epoch, or stopped at the baseline
+            return  # the last epoch, or stopped at the baseline (at an epoch's end or within one)
         except Exception as e:  # noqa: BLE001 -- only a device out of memory is caught
             if not is_out_of_memory(e):
                 raise
@@ -175,14 +198,22 @@ def _train(task, prepared, spec, model, reporter: "_ReportToTune", sweep: SweepC
 
 
 class _ReportToTune(keras.callbacks.Callback):
-    """Report each epoch's figures to Tune, with a checkpoint of the whole model."""
+    """Report to Tune: each epoch's figures on the whole validation split, with a checkpoint of
+    the whole model; with ``reports_per_epoch`` above 1, also ``reports_per_epoch - 1`` times
+    within the epoch, at even fractions of its steps, on the validation subset (``subset``),
+    without a checkpoint (checkpoints stay one an epoch: a resumed trial goes on from an epoch's
+    start; a checkpoint is the model and its Adam slots, 420 MB at hidden 2048, too much to write
+    at every report)."""
 
     def __init__(self, plan, meter: PeakMemory, state: dict[str, int], started: float, job, baseline: "_Baseline",
-                 device: str = ""):
+                 device: str = "", reports_per_epoch: int = 1, subset=None, trials_before: int = 0):
         super().__init__()
+        self.trials_before = trials_before  # trials this worker process ran before this one
         self.device = device  # what it trains on: trials.csv's device
         self.plan, self.meter, self.state, self.job, self.baseline = plan, meter, dict(state), job, baseline
+        self.reports_per_epoch, self.subset = reports_per_epoch, subset
         self.at_baseline = False  # stopped: no better than the baseline after the grace period
+        self.stopped_within = False  # ... at an in-epoch report: the epoch has no end to report
         self.node = _node()
         self.started = started  # when this process entered train_trial
         self.process_started = psutil.Process().create_time()  # when this worker process started
@@ -190,19 +221,59 @@ class _ReportToTune(keras.callbacks.Callback):
         self.build_seconds = 0.0  # building and compiling the model
         self.folder: Path | None = None  # the last checkpoint, kept to recover from an OOM
         self._last: dict[str, Any] = {}
+        self._marks: dict[int, int] = {}  # step of an epoch (1-based) -> which in-epoch report it is
+        self._epoch, self._epoch_started = 0, 0.0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        steps = int(self.params.get("steps") or 0) if self.subset is not None else 0
+        self._marks = _report_steps(steps, self.reports_per_epoch)
+        if self.subset is not None and not self.state["epoch"] and not self.baseline.seen and self.baseline.wants_start:
+            self.baseline.start({**self.job.evaluate(self.model, self.subset), "val_on": "subset"})
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch, self._epoch_started = epoch, time.perf_counter()
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         if not self.first_step_at:
             self.first_step_at = time.time()
 
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        k = self._marks.get(batch + 1)
+        if not k:
+            return
+        figures = {**(logs or {}), **self.job.evaluate(self.model, self.subset)}
+        self._last = self._figures(self._epoch + k / self.reports_per_epoch, figures,
+                                   time.perf_counter() - self._epoch_started, "subset")
+        self._last["measured_peak_mb"] = round(self.meter.peak_bytes() / 2**20, 1)
+        if self._stop_at_baseline():
+            self.stopped_within = True
+        tune.report(self._last)
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.stopped_within:
+            return  # stopped at the baseline within this epoch: that report was the last
         logs = logs or {}
         self.state = {**self.state, "epoch": epoch + 1}
-        self._last = {
+        self._last = self._figures(epoch + 1, logs, float(logs["seconds"]), "full")
+        self._stop_at_baseline()
+        folder = Path(tempfile.mkdtemp(prefix="lstm-sweep-ckpt-"))
+        save_checkpoint(self.model, folder)  # unzipped: see save_checkpoint
+        (folder / STATE_FILE).write_text(json.dumps(self.state))
+        self._last["measured_peak_mb"] = round(self.meter.peak_bytes() / 2**20, 1)  # the save included
+        self.close()
+        self.folder = folder
+        tune.report(self._last, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    def _figures(self, epoch: float, logs: dict, seconds: float, val_on: str) -> dict[str, Any]:
+        """A report: ``epoch`` (fractional within an epoch), the task's figures, ``val_on``
+        (``full``: the whole validation split; ``subset``: the validation subset) and the rest."""
+        return {
             **self.plan.metrics(),
-            "epoch": epoch + 1,
-            **{name: float(logs[name]) for name in self.job.reported},
-            "epoch_seconds": float(logs["seconds"]),
+            "epoch": epoch,
+            "val_on": val_on,
+            "steps": int(self.model.optimizer.iterations.numpy()),  # optimizer steps so far
+            **{name: float(logs[name]) for name in self.job.reported if name in logs},
+            "epoch_seconds": float(seconds),  # in this epoch so far
             "batch_size_used": self.state["batch_size"],
             "oom_retries": self.state["oom_retries"],
             "outcome": "",
@@ -214,23 +285,25 @@ class _ReportToTune(keras.callbacks.Callback):
             # less building the model (bench/scale.py).
             "process_started_at": self.process_started,
             "first_step_at": self.first_step_at,
+            "reported_at": time.time(),  # Tune's `timestamp` is in whole seconds
             "build_seconds": self.build_seconds,
+            "worker_trials_before": self.trials_before,  # > 0: a reused worker process
+            # The process's resident set (CPU) or TensorFlow's GPU memory when the trial's model was
+            # about to be built: what the planner reserves as the process baseline, reused or not.
+            "process_baseline_mb": round(self.meter.baseline / 2**20, 1),
             "baseline": self.baseline.value,
         }
-        reason = self.baseline.verdict(epoch + 1, self._last)
+
+    def _stop_at_baseline(self) -> bool:
+        """Mark the last report ``at_baseline`` and stop training if the baseline rule says so."""
+        reason = self.baseline.verdict(self._last["epoch"], self._last)
         if reason:
             self._last.update(outcome="at_baseline", reason=reason)
             self.at_baseline = self.model.stop_training = True
-        folder = Path(tempfile.mkdtemp(prefix="lstm-sweep-ckpt-"))
-        save_checkpoint(self.model, folder)  # unzipped: see save_checkpoint
-        (folder / STATE_FILE).write_text(json.dumps(self.state))
-        self._last["measured_peak_mb"] = round(self.meter.peak_bytes() / 2**20, 1)  # the save included
-        self.close()
-        self.folder = folder
-        tune.report(self._last, checkpoint=tune.Checkpoint.from_directory(folder))
+        return bool(reason)
 
     def last_metrics(self) -> dict[str, Any]:
-        """The last epoch's report, or the plan's figures when no epoch finished."""
+        """The last report, or the plan's figures when no epoch finished."""
         return self._last or {**self.plan.metrics(), "epoch": 0, **self.job.worst(), "node": self.node}
 
     def close(self) -> None:
@@ -239,23 +312,95 @@ class _ReportToTune(keras.callbacks.Callback):
             self.folder = None
 
 
-class _Baseline:
-    """The task's baseline of the sweep's metric, and whether a trial is still no better."""
+def _report_steps(steps: int, reports_per_epoch: int) -> dict[int, int]:
+    """``{step: k}`` for the in-epoch reports of an epoch of ``steps`` steps: report ``k`` of
+    ``reports_per_epoch`` after ``round(k * steps / reports_per_epoch)`` steps, ``k`` from 1 to
+    ``reports_per_epoch - 1`` (the epoch's end reports on its own); fewer when an epoch has fewer
+    steps than that, none when its steps are unknown.
 
-    def __init__(self, job, prepared, metric: str, mode: str, after: int):
+    Example:
+        >>> _report_steps(40, 4)
+        {10: 1, 20: 2, 30: 3}
+    """
+    marks: dict[int, int] = {}
+    for k in range(1, reports_per_epoch):
+        step = round(k * steps / reports_per_epoch)
+        if 1 <= step < steps:
+            marks.setdefault(step, k)
+    return marks
+
+
+class _Baseline:
+    """The task's baseline of the sweep's metric, and whether a trial is still no better.
+
+    ``value`` is the baseline on the whole validation split, ``subset_value`` on the validation
+    subset (what in-epoch reports, ``val_on: subset``, and the untrained model are compared with).
+    From ``after`` epochs on, a trial no better than it stops, unless its shortfall (how far its
+    metric is on the wrong side of the baseline) shrank by more than ``spare_falling`` in the last
+    epoch: it is still on its way (:meth:`falling`; bench/stop_rules.py measured the rule).
+
+    Example:
+        >>> judge = _Baseline(task, prepared, "val_loss", "min", after=0.5, spare_falling=0.5)  # doctest: +SKIP
+        >>> judge.start({"val_loss": 8.52, "val_on": "subset"})  # the untrained model  # doctest: +SKIP
+        >>> judge.verdict(0.5, {"val_loss": 5.70, "val_on": "subset"})  # fell 2.8 of 3.0: spared  # doctest: +SKIP
+        ''
+    """
+
+    def __init__(self, job, prepared, metric: str, mode: str, after: float, subset_value: float = float("nan"),
+                 spare_falling: float = 0.0):
         self.metric, self.mode, self.after, self.name = metric, mode, after, job.baseline_name
         self.value = job.baseline(prepared).get(metric, float("nan"))  # NaN: none for this metric
+        self.subset_value, self.spare_falling = subset_value, spare_falling
+        # (epoch, shortfall) of this process's reports; epoch 0: the untrained model (start)
+        self.seen: list[tuple[float, float]] = []
 
-    def verdict(self, epochs: int, report: dict[str, Any]) -> str:
+    @property
+    def wants_start(self) -> bool:
+        """Whether :meth:`falling` will ask for the untrained model's figures."""
+        return bool(self.after and self.spare_falling) and math.isfinite(self.value)
+
+    def start(self, report: dict[str, Any]) -> None:
+        """Remember the untrained model's figures: the first epoch's fall is measured from them."""
+        shortfall = self._shortfall(report)
+        if math.isfinite(shortfall):
+            self.seen.append((0.0, shortfall))
+
+    def verdict(self, epochs: float, report: dict[str, Any]) -> str:
         """Why the trial stops after ``epochs`` epochs with ``report``; "" to go on."""
-        value = report.get(self.metric, float("nan"))
-        if not self.after or epochs < self.after or not math.isfinite(self.value) or not math.isfinite(value):
+        shortfall = self._shortfall(report)
+        if math.isfinite(shortfall):
+            self.seen.append((float(epochs), shortfall))
+        if not self.after or epochs < self.after or not math.isfinite(shortfall):
             return ""  # a diverged (NaN) epoch is for ASHA and the searcher to judge
-        better = value < self.value if self.mode == "min" else value > self.value
-        if better:
+        if shortfall < 0 or self.falling(epochs, shortfall):
             return ""
-        return (f"{self.metric} {value:.4f} after {epochs} epoch{'s' * (epochs > 1)} is no better than "
-                f"{self.name} ({self.value:.4f})")
+        subset = report.get("val_on") == "subset"
+        return (f"{self.metric} {report[self.metric]:.4f} after {epochs:g} epoch{'s' * (epochs != 1)} is no better "
+                f"than {self.name} ({self.subset_value if subset else self.value:.4f})"
+                + (" on the validation subset" if subset else "")
+                + (f", and fell by less than {self.spare_falling:.0%} of its distance to it in its last epoch"
+                   if self.spare_falling else ""))
+
+    def falling(self, epochs: float, shortfall: float) -> bool:
+        """Whether the shortfall at ``epochs`` is below ``(1 - spare_falling)`` times the shortfall
+        one epoch earlier: its report at the same place in the previous epoch (so a subset report
+        is compared with a subset report, a full one with a full one), or, in the first epoch,
+        the untrained model's, the fall then scaled to the part of an epoch (``(1 - f) ** window``).
+        A trial resumed in a new process has no earlier report: not falling."""
+        if not self.spare_falling:
+            return False
+        earlier = [(e, x) for e, x in self.seen[:-1] if e <= epochs - 1 + 1e-9]
+        then, before = earlier[-1] if earlier else (self.seen[0] if self.seen[0][0] == 0.0 else (epochs, 0.0))
+        window = epochs - then
+        return window > 0 and before > 0 and shortfall < before * (1 - self.spare_falling) ** min(window, 1.0)
+
+    def _shortfall(self, report: dict[str, Any]) -> float:
+        """How far ``report``'s metric is on the wrong side of its set's baseline (< 0: better)."""
+        value = report.get(self.metric, float("nan"))
+        baseline = self.subset_value if report.get("val_on") == "subset" else self.value
+        if not (math.isfinite(value) and math.isfinite(baseline)):
+            return float("nan")
+        return value - baseline if self.mode == "min" else baseline - value
 
 
 # The errors a real device gives when it runs out of memory (model.devices.is_out_of_memory), as
@@ -326,6 +471,60 @@ def _load(folder: Path) -> tuple[keras.Model, dict[str, int]]:
 
 def _node() -> str:
     return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+
+
+_TRIALS_STARTED_HERE = 0  # trials this worker process has started (Ray Tune reuses workers)
+
+
+def _start_clean() -> int:
+    """Free what an earlier trial of this process left, and return how many trials it ran.
+
+    Ray Tune hands a finished trial's worker process to the next trial with the same resource
+    request (``resources.reuse_workers``), which saves starting Python, Ray's worker and
+    TensorFlow again (bench/scale.py). That trial must start as a fresh process would, with the
+    baseline the planner reserved besides its predicted peak: Keras's global state and the last
+    model's variables and traced functions are released, and the C heap's free pages returned
+    to the system, before the new trial measures its own peak (``model.devices.PeakMemory``).
+    """
+    global _TRIALS_STARTED_HERE
+    # Before handing this process on, Ray Tune waits for the last trial's thread to end, 2 s by
+    # default, and fails the *next* trial if it has not: on a loaded machine unwinding a stopped
+    # Keras fit took longer (bench/scale.py). Read here, in the worker, when Tune resets it.
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "60")
+    before, _TRIALS_STARTED_HERE = _TRIALS_STARTED_HERE, _TRIALS_STARTED_HERE + 1
+    if before:
+        keras.backend.clear_session(free_memory=True)  # also runs the garbage collector
+        _return_free_heap()
+    return before
+
+
+def _return_free_heap() -> None:
+    # glibc keeps freed blocks in its arenas; malloc_trim gives the free pages back, so the
+    # resident set (what PeakMemory and the host reservation count) drops to what is alive.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): the allocator keeps its pages
+        pass
+
+
+def _exit_quietly_when_stopped() -> None:
+    """When Tune stops a trial (ASHA, the baseline, the time budget), Ray sends its worker SIGTERM
+    and Ray's handler raises ``SystemExit`` wherever the worker is. Inside a weakref callback or
+    a ``__del__`` Python cannot raise it, prints "Exception ignored in ..." and its traceback to
+    the worker's log, and goes on. Such a stop is wanted: the worker ends there, quietly."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, SystemExit):
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os._exit(unraisable.exc_value.code if isinstance(unraisable.exc_value.code, int) else 1)
+        previous(unraisable)
+
+    if getattr(previous, "__name__", "") != "hook":
+        sys.unraisablehook = hook
 
 
 def trial_arguments(config: SweepConfig, sizer: TrialSizer) -> dict[str, Any]:

@@ -14,7 +14,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ["grid", "tune-random", "lstm-sweep", "keras-tuner", "optuna"]
+# One method of each harness: Ray Tune (lstm-sweep's own), Keras Tuner, Optuna alone, the grid
+# loop. tune-random is lstm-sweep's harness with another searcher, left to the benchmark: each
+# method costs the suite its budget.
+METHODS = ["grid", "lstm-sweep", "keras-tuner", "optuna"]
 
 
 @pytest.mark.slow
@@ -53,3 +56,46 @@ def test_every_method_runs_under_its_budget_and_the_figures_are_written(tmp_path
     plot = tmp_path / "search_test.png"
     assert plot.is_file() and plot.stat().st_size > 10_000
     assert "best val_loss (median)" in result.stdout  # the table for BENCHMARKS.md
+
+
+def _bench():
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import search_efficiency
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    return search_efficiency
+
+
+@pytest.mark.parametrize("space", ["issue6", "corners"])
+def test_every_method_searches_the_space_lstm_sweep_reads(space):
+    # Optuna's and Keras Tuner's own parameters say what lstm-sweep's config makes of the same
+    # space: the same names, bounds, choices, integers and log scales.
+    import keras_tuner as kt
+    import optuna
+
+    from lstm_sweep.search.config import parse_config
+
+    bench = _bench()
+    ours = parse_config({"name": "t", "space": bench.SPACES[space]}).space
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    hp = kt.HyperParameters()
+    for name, spec in bench.SPACES[space].items():
+        param = ours[name]
+        drawn = bench.suggest_optuna(trial, name, spec)
+        bench.suggest_keras_tuner(hp, name, spec)
+        kt_param = {h.name: h for h in hp.space}[name]
+        distribution, kt_config = trial.distributions[name], kt_param.get_config()
+        if param.kind == "choice":
+            assert drawn in param.args and distribution.choices == param.args
+            assert kt_config["values"] == list(param.args)
+            continue
+        low, high = param.args
+        log = param.kind.startswith("log")
+        integer = param.kind in ("int", "logint")
+        assert (distribution.low, distribution.high, distribution.log) == (low, high, log)
+        assert isinstance(distribution, optuna.distributions.IntDistribution) == integer
+        assert (kt_config["min_value"], kt_config["max_value"]) == (low, high)
+        assert kt_config["sampling"] == ("log" if log else "linear")
+        assert (type(kt_param).__name__ == "Int") == integer

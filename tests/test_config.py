@@ -62,7 +62,7 @@ def test_overrides_are_validated_too():
     ({"space": {"embedding_size": 2.5}}, "must be an integer"),
     ({"budget": {"num_samples": 0}}, "budget.num_samples"),
     ({"budget": {"max_epochs": -1}}, "budget.max_epochs"),
-    ({"asha": {"grace_period": 5}, "budget": {"max_epochs": 4}}, r"grace_period: 5 must be <= budget.max_epochs \(4\)"),
+    ({"asha": {"grace_period": 5}, "budget": {"max_epochs": 4}}, r"grace_period: 5.0 must be <= budget.max_epochs \(4\)"),
     ({"asha": {"reduction_factor": 1}}, "reduction_factor"),
     ({"data": {"vocab_size": -5}}, "vocab_size"),
     ({"data": {"val_fraction": 1.5}}, "val_fraction"),

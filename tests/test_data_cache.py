@@ -225,7 +225,7 @@ def test_names_stay_importable_from_where_they_were():
 
     assert sorted(dp.__all__) == sorted([
         "CorpusError", "DataSettings", "END", "LabelledData", "LabelledSettings", "PAD", "PreparedData", "START",
-        "UNK", "Vocabulary", "classify_dataset", "clean_document", "clean_line", "labels_from_json",
+        "UNK", "Vocabulary", "CharVocabulary", "classify_dataset", "clean_document", "clean_line", "labels_from_json",
         "labels_to_json", "lm_dataset", "pad_to", "prepare", "prepare_labelled", "read_lines",
         "synthetic_labelled", "synthetic_lines"])
     assert all(hasattr(dp, name) for name in dp.__all__)

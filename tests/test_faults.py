@@ -248,6 +248,7 @@ def test_ctrl_c_stops_cleanly_writes_results_and_says_how_to_resume(tmp_path, ti
     assert finish(driver, log, timeout=120) == 130
     text = log.read_text()
     assert f"lstm-sweep search --resume {run_dir}" in text
+    assert "Tuner.restore" not in text  # Ray Tune's own resume hint is not shown beside ours
     trials = pd.read_csv(run_dir / "trials.csv")  # the results so far
     assert (trials.status == "failed").any() and trials.epochs.ge(1).any()
     deadline = time.monotonic() + 20

@@ -82,10 +82,24 @@ def test_cpu_trial_batch_is_cut_to_its_budget_and_reserves_its_peak():
     assert plan.predicted_peak_bytes == estimate_peak_bytes(shape.with_batch(plan.batch_size_used))
     assert plan.predicted_peak_bytes <= 0.9 * plan.budget_bytes and plan.budget_bytes == 4 * GiB
     assert plan.need_bytes == pytest.approx(plan.predicted_peak_bytes / 0.9, abs=1) and plan.need_bytes <= 4 * GiB
-    assert plan.resources() == {"cpu": 1.0, "gpu": 0.0,
-                                "memory": float(plan.need_bytes + sizer.process_baseline_bytes)}
+    # Ray's memory: the need and the process baseline, rounded up to an eighth of budget and baseline.
+    most, eighth = 4 * GiB + sizer.process_baseline_bytes, (4 * GiB + sizer.process_baseline_bytes) / 8
+    reserved = plan.resources()["memory"]
+    assert plan.resources()["cpu"] == 1.0 and plan.resources()["gpu"] == 0.0
+    assert plan.need_bytes + sizer.process_baseline_bytes <= reserved < plan.need_bytes + sizer.process_baseline_bytes + eighth
+    assert reserved <= most and round(reserved / eighth, 6) == int(round(reserved / eighth, 6))
     small = sizer.plan(SMALL)
     assert small.batch_size_used == 64  # what fits is never more than what was asked
+
+
+def test_similar_cpu_trials_ask_for_the_same_resources_so_their_workers_can_be_reused():
+    sizer = TrialSizer(vocab_size=2000, seq_len=15, host_budget_bytes=10 * GiB)
+    asks = {str(sizer.plan({**SMALL, "hidden_size": h, "embedding_size": e}).resources())
+            for h in (32, 64, 128, 256) for e in (16, 32, 64)}
+    assert len(asks) == 1
+    # However big, a trial never reserves more than its share of the node: budget and baseline.
+    big = sizer.plan({**NOTEBOOK_OOM, "batch_size": 64})
+    assert big.resources()["memory"] <= 10 * GiB + sizer.process_baseline_bytes
 
 
 def test_headroom_trades_batch_for_safety():

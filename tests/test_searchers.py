@@ -45,7 +45,7 @@ def test_the_factories_build_exactly_the_kinds_the_config_allows():
 def test_asha_gets_max_epochs_grace_period_and_reduction_factor():
     scheduler = make_scheduler(config_with(scheduler={"kind": "asha"}))
     assert isinstance(scheduler, ASHAScheduler)
-    assert scheduler._time_attr == "training_iteration"
+    assert scheduler._time_attr == "epoch"  # the trainable's, fractional for in-epoch reports
     assert scheduler._max_t == 8 and scheduler._reduction_factor == 3
     assert len(scheduler._brackets) == 1
     assert [milestone for milestone, _ in scheduler._brackets[0]._rungs] == [6, 2]  # grace_period * 3**k < 8

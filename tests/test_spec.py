@@ -21,7 +21,7 @@ def test_a_trial_config_becomes_a_spec_with_its_casts_and_the_sweeps_fixed_setti
     own = ModelSpec.from_config({**TRIAL, "cell": "rnn", "vocab_size": 500, "seq_len": 64,
                                  "bidirectional": np.bool_(True)}, vocab_size=2000, seq_len=14, num_classes=3)
     assert (own.cell, own.vocab_size, own.seq_len, own.bidirectional, own.output_units) == ("rnn", 500, 64, True, 3)
-    assert spec.describe() == "gru · embedding 32 · hidden 104 · 1 layer · dropout 0.19 · lr 6.3e-03 · batch 64"
+    assert spec.describe() == "gru · embedding 32 · hidden 104 · 1 layer · dropout 0.19 · lr 6.3e-3 · batch 64"
 
 
 @pytest.mark.parametrize("change, needle", [

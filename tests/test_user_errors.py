@@ -150,6 +150,23 @@ def test_run_refuses_an_empty_prompt_before_anything_runs(tmp_path):
     assert result.seconds < 30 and not (tmp_path / "runs").exists()
 
 
+def test_run_checks_a_character_models_prompt_by_its_own_rules(tmp_path):
+    # "123" has no words, but a character model with data.clean: false continues it as typed;
+    # with data.clean: true (letters and marks kept) nothing is left of it, as `generate` says.
+    from lstm_sweep.errors import ConfigError
+    from lstm_sweep.search.cli import _check_prompt
+    from lstm_sweep.search.config import parse_config
+
+    raw = {"data": {"tokens": "char", "path": "builtin", "clean": False, "seq_len": 32}}
+    _check_prompt("123", parse_config(raw))
+    with pytest.raises(ConfigError, match="--prompt '123': has no characters after cleaning"):
+        _check_prompt("123", parse_config({"data": {**raw["data"], "clean": True}}))
+    with pytest.raises(ConfigError, match="--prompt '': has no characters"):
+        _check_prompt("", parse_config(raw))
+    with pytest.raises(ConfigError, match="no words after cleaning"):
+        _check_prompt("123", parse_config({}))  # a word model
+
+
 def test_an_address_where_no_cluster_listens_is_one_line_at_once(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}  # as a user's
     result = lstm_sweep("search", "--address", "127.0.0.1:1", "--out", str(tmp_path / "runs"), cwd=tmp_path,
