@@ -22,9 +22,10 @@ METHODS = ["grid", "lstm-sweep", "keras-tuner", "optuna"]
 
 @pytest.mark.slow
 def test_every_method_runs_under_its_budget_and_the_figures_are_written(tmp_path):
-    # 36 s: a Ray-based method spends 12-19 s starting Ray and its first trial's worker, and must
-    # still report a first epoch inside its budget (24 s missed it by 0.3 s once in CI).
-    budget_min = 0.6
+    # 60 s: a Ray-based method must report a first epoch inside its budget, and on a slow 2-core
+    # machine lstm-sweep's first result came 41 s after its launch (30 s of driver, Ray and Tune
+    # start-up, then a worker's TensorFlow import and one epoch): 36 s missed it in CI.
+    budget_min = 1.0
     result = subprocess.run(
         [sys.executable, str(REPO / "bench" / "search_efficiency.py"), "--budget-min", str(budget_min),
          "--methods", ",".join(METHODS), "--seeds", "1", "--data", "builtin", "--train", "1000", "--val", "250",
@@ -35,7 +36,10 @@ def test_every_method_runs_under_its_budget_and_the_figures_are_written(tmp_path
     curves = pd.read_csv(tmp_path / "search_test.csv")
     assert {"method", "seed", "t_s", "trial", "epoch", "val_loss", "best_so_far",
             "trials_started", "trials_finished"} <= set(curves.columns)
-    assert set(curves.method) == set(METHODS)  # each method reported a validation result
+    silent = set(METHODS) - set(curves.method)  # each method reported a validation result
+    assert not silent, "\n".join(
+        f"{m}: no validation result within {budget_min} min; its log ends:\n"
+        + (tmp_path / "search_test" / f"{m}-seed0" / "output.log").read_text()[-2000:] for m in sorted(silent))
     assert (curves.t_s <= budget_min * 60).all()  # nothing after the budget counts
     for _, run in curves.groupby("method"):
         assert run.t_s.is_monotonic_increasing
