@@ -153,6 +153,26 @@ def prompt_words(prompt: str) -> list[str]:
     return words
 
 
+def char_prompt_text(prompt: str, clean: bool) -> str:
+    """A character model's generation prompt as its corpus was prepared: cleaned
+    (:func:`clean_text`) when the corpus was (``data.clean``), else as typed.
+
+    Raises:
+        CorpusError: no character is left (an empty prompt; with ``clean``, one of no letters).
+
+    Example:
+        >>> char_prompt_text("Hi, 123", clean=False)
+        'Hi, 123'
+    """
+    if not isinstance(prompt, str):
+        raise ValueError(f"prompt={prompt!r} must be a str")
+    text = clean_text(prompt) if clean else prompt
+    if not text:
+        rule = " after cleaning (letters are kept; data.clean: false keeps them all)" if clean else ""
+        raise CorpusError(f"prompt {prompt!r} has no characters{rule}: pass a prompt such as \"i love\"")
+    return text
+
+
 def text_words(text: str, number: int = 1) -> list[str]:
     """The cleaned words of one text to classify (:func:`clean_document`), the ``number``-th given.
 

@@ -157,8 +157,8 @@ class CharVocabulary(Vocabulary):
     Build one with :meth:`CharVocabulary.build` from text; :meth:`Vocabulary.from_json` loads
     one back (its JSON says ``"kind": "char"``). ``clean`` records whether the text was cleaned
     (:func:`data_pipeline.text.clean_words`' rules) before it was split into characters, so a
-    prompt is prepared as the corpus was (:meth:`prompt_text`). Any character is a token, the
-    space and the newline included.
+    prompt is prepared as the corpus was (:func:`data_pipeline.text.char_prompt_text`). Any
+    character is a token, the space and the newline included.
 
     Example:
         >>> vocab = CharVocabulary.build("hello\\nhi", vocab_size=6)
@@ -219,13 +219,6 @@ class CharVocabulary(Vocabulary):
     def decode(self, ids: Iterable[int]) -> str:
         """The characters of ``ids`` joined (no separator), padding (id 0) skipped."""
         return "".join(_tokens_of(self.tokens, ids))
-
-    def prompt_text(self, prompt: str) -> str:
-        """``prompt`` as the corpus text was prepared: cleaned (:func:`data_pipeline.text.clean_text`)
-        when the vocabulary's corpus was, else as typed."""
-        from .text import clean_text
-
-        return clean_text(prompt) if self.clean else prompt
 
     def to_json(self, path: str | Path) -> None:
         text = json.dumps({"format": _JSON_FORMAT, "version": _JSON_VERSION, "kind": self.kind, "clean": self.clean,

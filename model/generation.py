@@ -50,7 +50,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from lstm_sweep.data_pipeline.text import END, PAD, START, CorpusError, prompt_words
+from lstm_sweep.data_pipeline.text import END, PAD, START, char_prompt_text, prompt_words
 from lstm_sweep.data_pipeline.vocab import END_ID, PAD_ID, START_ID, UNK_ID, CharVocabulary, Vocabulary
 from lstm_sweep.model.cells import Cell, registered_cells
 
@@ -174,7 +174,8 @@ def encode_prompt(vocab: Vocabulary, prompt: str) -> tuple[list[str], list[int]]
 
 
 def encode_char_prompt(vocab: CharVocabulary, prompt: str) -> tuple[str, list[int]]:
-    """A character model's prompt as its corpus was prepared (``vocab.prompt_text``) and its ids.
+    """A character model's prompt as its corpus was prepared and its ids
+    (:func:`data_pipeline.text.char_prompt_text`).
 
     Raises:
         CorpusError: no character is left (an empty prompt; with ``vocab.clean``, one of no letters).
@@ -183,12 +184,7 @@ def encode_char_prompt(vocab: CharVocabulary, prompt: str) -> tuple[str, list[in
         >>> encode_char_prompt(CharVocabulary(["<pad>", "<unk>", "a", "b"]), "abc")
         ('abc', [2, 3, 1])
     """
-    if not isinstance(prompt, str):
-        raise ValueError(f"prompt={prompt!r} must be a str")
-    text = vocab.prompt_text(prompt)
-    if not text:
-        rule = " after cleaning (letters are kept)" if vocab.clean else ""
-        raise CorpusError(f"prompt {prompt!r} has no characters{rule}: pass a prompt such as \"i love\"")
+    text = char_prompt_text(prompt, vocab.clean)
     return text, vocab.encode(text)
 
 

@@ -311,15 +311,11 @@ def _run(args: argparse.Namespace) -> int:
 def _check_prompt(prompt: str, config) -> None:
     """``run --prompt`` as the winner's generation will take it: words cleaned as the corpus is, or,
     for a character model, the characters (cleaned only if ``data.clean``)."""
-    from lstm_sweep.data_pipeline.text import clean_text, prompt_words
+    from lstm_sweep.data_pipeline.text import char_prompt_text, prompt_words
     from lstm_sweep.search.config import is_char
 
     try:
-        if not is_char(config):
-            prompt_words(prompt)
-        elif not (clean_text(prompt) if config.data.clean else prompt):
-            rule = " after cleaning (letters are kept; data.clean: false keeps them all)" if config.data.clean else ""
-            raise ConfigError(f"prompt {prompt!r} has no characters{rule}: pass a prompt such as \"i love\"")
+        char_prompt_text(prompt, config.data.clean) if is_char(config) else prompt_words(prompt)
     except UserError as e:
         raise ConfigError(f"--prompt {prompt!r}: {str(e).removeprefix(f'prompt {prompt!r} ')}") from None
 

@@ -245,14 +245,19 @@ def _best_model(path: Path, metric: str, mode: str):
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             value = float((logs or {}).get(metric, math.nan))
-            if math.isnan(value) or not (math.isnan(self.best) or (value < self.best if mode == "min"
-                                                                    else value > self.best)):
+            if not _improves(value, self.best, mode):
                 return
             self.best = value
             with atomic.replacing_file(path, suffix=".keras") as tmp:
                 self.model.save(tmp)
 
     return BestModel()
+
+
+def _improves(value: float, best: float, mode: str) -> bool:
+    """Whether an epoch's ``value`` beats the ``best`` so far (NaN: none yet) under ``mode``
+    (``min`` or ``max``); a NaN value never does."""
+    return not math.isnan(value) and (math.isnan(best) or (value < best if mode == "min" else value > best))
 
 
 def _epoch_lines(epochs: int, metric: str, mode: str, shown: list[str]):
@@ -265,8 +270,8 @@ def _epoch_lines(epochs: int, metric: str, mode: str, shown: list[str]):
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             logs = logs or {}
             value = float(logs.get(metric, math.nan))
-            better = math.isnan(self.best) or (value < self.best if mode == "min" else value > self.best)
-            if better and not math.isnan(value):
+            better = _improves(value, self.best, mode)
+            if better:
                 self.best = value
             figures = "  ".join(f"{name} {float(logs[name]):.4f}" for name in shown if name in logs)
             print(f"  epoch {epoch + 1:>2}/{epochs}  {figures}  {float(logs.get('seconds', 0)):.0f} s"
