@@ -12,6 +12,8 @@ import sys
 
 import tensorflow as tf
 
+from lstm_sweep.model.procfs import read_proc_bytes
+
 MiB = 2**20
 
 
@@ -129,23 +131,6 @@ class PeakMemory:
         if self.on_gpu:
             return max(0, int(tf.config.experimental.get_memory_info("GPU:0")["peak"]) - self.baseline)
         return max(0, _high_water_mark_bytes() - self.baseline)
-
-
-def read_proc_bytes(path: str, key: str) -> int:
-    """The ``key:  N kB`` line of a Linux ``/proc`` file, in bytes; 0 without it (or without /proc).
-
-    Example:
-        >>> read_proc_bytes("/proc/meminfo", "MemTotal") > 0  # doctest: +SKIP
-        True
-    """
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def _current_rss_bytes() -> int:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from lstm_sweep.errors import ConfigError
-from lstm_sweep.model.devices import read_proc_bytes
+from lstm_sweep.model.procfs import read_proc_bytes
 from lstm_sweep.model.memory import (CPU_CALIBRATION, HEADROOM, PROCESS_BASELINE_BYTES, Calibration,
                                      estimate_peak_bytes, largest_batch_that_fits)
 from lstm_sweep.model.spec import ModelSpec

@@ -432,10 +432,40 @@ def _start(address: str | None, num_cpus: int | None, num_gpus: int | None, dash
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
         # A failed trial's traceback is in its error.txt, and ProgressView prints its last line.
         os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0"
+    _import_ahead()
     dashboard = start_ray(address, num_cpus=num_cpus, num_gpus=num_gpus, dashboard_host=dashboard_host,
                           log_to_driver=verbose)
     if dashboard:
         print(f"Ray dashboard: {dashboard}")
+
+
+# What the driver imports between Ray's start and its trials' start: the trainable (TensorFlow
+# and Keras, 4-9 s on 2 cores), and the logger integrations Ray Tune imports when it is given
+# callbacks (to count them for its usage statistics: MLflow's import takes 2-4 s where it is
+# installed, even with tracking off).
+IMPORTED_AHEAD = ("lstm_sweep.search.trainable", "ray.tune", "ray.air.integrations.mlflow",
+                  "ray.air.integrations.wandb", "ray.air.integrations.comet", "ray.tune.logger.aim")
+
+
+def _import_ahead() -> threading.Thread:
+    """Import :data:`IMPORTED_AHEAD` in a thread while Ray starts, which is mostly waiting on
+    Ray's own processes: the driver's part of a sweep's start-up then overlaps Ray's instead of
+    following it. Everything that refuses a sweep has run by now (the corpus, the space on this
+    machine), so no error waits on it. An import that fails here fails again, and is reported,
+    where the main thread imports the module. The thread is not a daemon: a driver exiting
+    early waits for it rather than leave an import half done."""
+    import importlib
+
+    def run() -> None:
+        for name in IMPORTED_AHEAD:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - the main thread's own import says what is wrong
+                pass
+
+    thread = threading.Thread(target=run, name="lstm-sweep-import-ahead")
+    thread.start()
+    return thread
 
 
 def _fit_and_write(tuner, config: SweepConfig, run_dir: Path) -> SweepOutcome:

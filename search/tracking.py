@@ -33,9 +33,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-# Imports without MLflow (its callback then fails when made): check_tracking says what to install.
-from ray.air.integrations.mlflow import MLflowLoggerCallback
-
 from lstm_sweep.errors import ConfigError
 from lstm_sweep.search.config import SweepConfig
 
@@ -126,38 +123,14 @@ def mlflow_callbacks(config: SweepConfig, run_dir: str | Path) -> list:
     """The Ray Tune callbacks that log the sweep's trials to MLflow; none with tracking off."""
     if not config.tracking.mlflow:
         return []
+    # Here, not at the top: importing Ray's MLflow logger imports MLflow itself (seconds), which a
+    # sweep without tracking should not wait for.
+    from lstm_sweep.search.mlflow_logger import EpochsToMLflow
+
     ensure_experiment(config.tracking.mlflow, experiment_name(run_dir))
     print(f"MLflow: experiment {experiment_name(run_dir)} at {config.tracking.mlflow}")
     return [EpochsToMLflow(config.tracking.mlflow, experiment_name=experiment_name(run_dir),
                            tags={"run_folder": str(Path(run_dir).resolve())})]
-
-
-class EpochsToMLflow(MLflowLoggerCallback):
-    """Ray Tune's :class:`MLflowLoggerCallback`, with a trial's epochs as the steps of its metrics.
-
-    A trial reports once an epoch, and also when it ends without a new epoch (infeasible, no
-    GPU, out of memory after its last halving): those reports repeat the last epoch, or carry
-    worst values for epoch 0, and are left out, so each metric's history has one value an epoch.
-    The config Tune echoes in every result is left out too: it is the run's params already.
-
-    Example:
-        >>> tune.RunConfig(callbacks=[EpochsToMLflow("sqlite:///mlruns.db", experiment_name="quick")])  # doctest: +SKIP
-    """
-
-    def setup(self, *args: Any, **kwargs: Any) -> None:
-        super().setup(*args, **kwargs)
-        self._epochs_logged: dict[Any, int] = {}
-
-    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
-        from ray.tune.result import TIMESTEPS_TOTAL
-
-        epoch = int(result.get("epoch") or 0)
-        if epoch <= self._epochs_logged.get(trial, 0):
-            return
-        self._epochs_logged[trial] = epoch
-        metrics = {k: v for k, v in result.items() if k != "config"}
-        # Ray's callback logs at result[TIMESTEPS_TOTAL] when set, else at Tune's report count.
-        super().log_trial_result(iteration, trial, {**metrics, TIMESTEPS_TOTAL: epoch})
 
 
 def log_winner(run_dir: str | Path, config: SweepConfig, card: dict[str, Any], history: Any,
