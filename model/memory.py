@@ -181,6 +181,26 @@ def count_parameters(vocab_size: int, embedding_size: int, hidden_size: int,
     return _parameters(spec)
 
 
+def training_work_per_token(spec: ModelSpec) -> float:
+    """Multiply-adds of training per training token, up to a constant factor: what one model costs
+    an epoch against another on the same data (a rough ranking, not a time).
+
+    The recurrent layers' weights every token; a language model's output layer every token too, a
+    classifier's once an example of ``seq_len`` tokens; Adam's update of every weight once a batch
+    of ``batch_size x seq_len`` tokens. The embedding is a lookup, counted in the update only.
+
+    Example:
+        >>> small = ModelSpec(vocab_size=5000, embedding_size=32, hidden_size=64)
+        >>> training_work_per_token(small.replace(hidden_size=512)) > 8 * training_work_per_token(small)
+        True
+    """
+    params = _parameters(spec)
+    head = _head_parameters(spec)
+    recurrent = params - spec.vocab_size * spec.embedding_size - head
+    per_token = recurrent + (head / spec.seq_len if spec.is_classifier else head)
+    return per_token + params / (spec.batch_size * spec.seq_len)
+
+
 def largest_variable(vocab_size: int, embedding_size: int, hidden_size: int,
                      cell: str = "lstm", num_classes: int = 0, bidirectional: bool = False) -> int:
     """Values in the largest weight matrix of the model: embedding, a kernel, or the output layer.

@@ -5,6 +5,8 @@ stopped early; the ``asha`` section holds the knobs the schedulers share::
 
     searcher.kind   tpe (default)    OptunaSearch + TPESampler(seed, n_startup_trials)   study in optuna.db
                     random           OptunaSearch + RandomSampler(seed)                   study in optuna.db
+    searcher.startup random (default) TPE's start-up trials are its own random draws
+                    cheap            each start-up trial the cheapest of CHEAP_POOL draws (CheapStart)
     scheduler.kind  asha (default)   ASHAScheduler(max_t=max_epochs, grace_period, reduction_factor)
                     fifo             FIFOScheduler: no early stopping
                     hyperband        HyperBandScheduler(max_t=max_epochs, reduction_factor)
@@ -32,6 +34,7 @@ Its own module so that ``ResumableOptunaSearch`` can be unpickled from ``tuner.p
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -44,11 +47,61 @@ from lstm_sweep.errors import ConfigError
 
 if TYPE_CHECKING:
     from lstm_sweep.search.config import SweepConfig
+    from lstm_sweep.search.resources import TrialSizer
     from lstm_sweep.search.warmstart import WarmStart
 
 log = logging.getLogger("lstm_sweep.search")
 
 STUDY_FILE = "optuna.db"
+CHEAP_POOL = 4  # random draws a cheap start-up trial is the cheapest of
+CHEAP_ATTR = "startup"  # the user attribute of an Optuna trial the cheap start-up design enqueued
+
+
+@dataclass(frozen=True)
+class CheapStart:
+    """TPE's start-up trials drawn cheap (``searcher.startup: cheap``): each is the cheapest to
+    train of :data:`CHEAP_POOL` random draws from the space, by the training work per token of
+    its model (``model.memory.training_work_per_token``, with the sweep's fixed settings).
+
+    Why: a random start-up trial at hidden 350 and two layers costs five to ten times the epoch of
+    one at hidden 60, and under a wall-clock budget of a few epochs a trial, the first expensive
+    draws are most of the budget before TPE has a model (BENCHMARKS.md, issue 15). A cost-aware
+    initial design (Lee et al., "Cost-aware Bayesian Optimization", arXiv 2020) spends the
+    start-up on cheap points; the cheapest of 4 lies at the 20th percentile of cost on average,
+    and the draws still spread over the space, and over every parameter the cost does not depend
+    on (learning rate, dropout) at random. TPE's prior, and its proposals after the start-up,
+    still reach the expensive part.
+
+    Enqueued into the study when it is set up, up to ``count`` start-up trials in all (what a
+    warm start carried or enqueued counts), so a resumed sweep, whose study has them, gets none twice.
+    """
+
+    sizer: TrialSizer
+    fixed: dict  # the space's fixed values, which a trial's model also takes
+    count: int
+    seed: int
+
+    def apply(self, study: optuna.Study, distributions: dict[str, optuna.distributions.BaseDistribution]) -> None:
+        missing = self.count - len(study.get_trials(deepcopy=False))
+        if missing <= 0:
+            return
+        for params in self.design(distributions)[:missing]:
+            study.enqueue_trial(params, user_attrs={CHEAP_ATTR: "cheap"})
+
+    def design(self, distributions: dict[str, optuna.distributions.BaseDistribution]) -> list[dict]:
+        """``count`` configurations, each the cheapest of ``CHEAP_POOL`` draws of Optuna's own
+        ``RandomSampler``, seeded by a stream of its own: the same sweep draws the same design, and
+        none of TPE's own random draws (seeded by ``searcher.seed``) repeats one of it."""
+        import numpy as np
+
+        from lstm_sweep.model.memory import training_work_per_token
+
+        seed = int(np.random.SeedSequence([self.seed, CHEAP_POOL]).generate_state(1)[0])
+        draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        pools = [[draws.ask(fixed_distributions=distributions).params for _ in range(CHEAP_POOL)]
+                 for _ in range(self.count)]
+        return [min(pool, key=lambda params: training_work_per_token(self.sizer.spec({**self.fixed, **params})))
+                for pool in pools]
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -64,15 +117,18 @@ class ResumableOptunaSearch(OptunaSearch):
     sweep sets its study up again, and finds them there.
     """
 
-    def __init__(self, *args, warm_start: WarmStart | None = None, **kwargs):
+    def __init__(self, *args, warm_start: WarmStart | None = None, cheap_start: CheapStart | None = None, **kwargs):
         self._warm_start = warm_start
+        self._cheap_start = cheap_start
         super().__init__(*args, **kwargs)
 
     def _setup_study(self, mode) -> None:
         super()._setup_study(mode)
-        warm_start = getattr(self, "_warm_start", None)  # None in a searcher pickled before warm starts
-        if warm_start is not None:
-            warm_start.apply(self._ot_study, self._space)
+        # Each None in a searcher pickled before it existed. The warm start first: what it
+        # carries counts among the start-up trials.
+        for design in (getattr(self, "_warm_start", None), getattr(self, "_cheap_start", None)):
+            if design is not None:
+                design.apply(self._ot_study, self._space)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         try:
@@ -81,7 +137,8 @@ class ResumableOptunaSearch(OptunaSearch):
             log.debug("trial %s: its Optuna trial has already finished; report not recorded", trial_id)
 
 
-def make_searcher(config: SweepConfig, run_dir: str | Path, warm_start: WarmStart | None = None) -> Searcher | None:
+def make_searcher(config: SweepConfig, run_dir: str | Path, warm_start: WarmStart | None = None,
+                  sizer: TrialSizer | None = None) -> Searcher | None:
     """The searcher ``config.searcher.kind`` names, seeded by ``searcher.seed``.
 
     - ``tpe``: the Tree-structured Parzen Estimator (Bergstra, Bardenet, Bengio and Kégl,
@@ -99,6 +156,8 @@ def make_searcher(config: SweepConfig, run_dir: str | Path, warm_start: WarmStar
 
     ``warm_start`` (``search.warmstart.plan_warm_start``) gives the study earlier sweeps' trials,
     with their results or to run first, when the Tuner starts (``--warm-start RUN_DIR``).
+    ``sizer`` (``search.resources.TrialSizer``) builds a trial's model spec: with
+    ``searcher.startup: cheap`` TPE's start-up trials are drawn cheap (:class:`CheapStart`).
 
     Example:
         >>> from lstm_sweep.search.config import parse_config
@@ -113,11 +172,16 @@ def make_searcher(config: SweepConfig, run_dir: str | Path, warm_start: WarmStar
     _check_kind("searcher.kind", settings.kind, tuple(_SAMPLERS))
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial is noise
     path = (Path(run_dir) / STUDY_FILE).resolve()  # absolute: the URL is kept as given
+    cheap_start = None
+    if settings.kind == "tpe" and settings.startup == "cheap" and sizer is not None:
+        fixed = {name: param.args[0] for name, param in config.space.items() if param.kind == "fixed"}
+        cheap_start = CheapStart(sizer, fixed, settings.n_startup_trials, settings.seed)
     return ResumableOptunaSearch(
         sampler=_SAMPLERS[settings.kind](settings),
         storage=optuna.storages.RDBStorage(f"sqlite:///{path}"),
         study_name=Path(run_dir).name,
         warm_start=warm_start,
+        cheap_start=cheap_start,
     )
 
 

@@ -188,7 +188,7 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
     from lstm_sweep.search.searcher import make_scheduler, make_searcher
     from lstm_sweep.search.tracking import mlflow_callbacks
 
-    searcher = make_searcher(config, run_dir, warm_start)
+    searcher = make_searcher(config, run_dir, warm_start, sizer)
     if searcher is not None:  # later trials planned with the sweep's own measured peaks (search.correction)
         searcher = MemoryCorrectingSearcher(searcher, config.resources.memory_headroom, run_dir)
     return tune.Tuner(

@@ -119,6 +119,107 @@ def test_every_kind_survives_the_pickle_a_resume_reads_back(tmp_path):
         assert type(again._sampler) is type(searcher._sampler) and again._storage.url == searcher._storage.url
 
 
+# --- searcher.startup: cheap start-up trials ----------------------------------------------------------
+
+SIZES = {"embedding_size": {"logint": [16, 256]}, "hidden_size": {"logint": [32, 512]},
+         "num_layers": {"int": [1, 2]}, "learning_rate": {"loguniform": [1e-4, 1e-2]},
+         "batch_size": {"choice": [64, 512]}, "dropout": 0.1}
+
+
+def sized(run_dir, startup, n_startup=4, seed=0, warm_start=None):
+    """A TPE searcher over ``SIZES`` as a sweep sets it up, and the sizer its cost is read with."""
+    from lstm_sweep.search.resources import TrialSizer
+
+    run_dir.mkdir(exist_ok=True)
+    config = parse_config({"space": SIZES, "searcher": {"seed": seed, "n_startup_trials": n_startup,
+                                                        "startup": startup}})
+    sizer = TrialSizer(vocab_size=5000, seq_len=14, host_budget_bytes=2**32)
+    searcher = make_searcher(config, run_dir, warm_start, sizer)
+    searcher.set_search_properties("val_loss", "min", config.param_space())
+    return searcher, sizer
+
+
+def work(sizer, params):
+    from lstm_sweep.model.memory import training_work_per_token
+
+    return training_work_per_token(sizer.spec({"dropout": 0.1, **params}))
+
+
+def test_cheap_start_up_trials_are_each_the_cheapest_of_a_pool_and_then_tpe_proposes(tmp_path):
+    searcher, sizer = sized(tmp_path / "cheap", "cheap")
+    design = searcher._cheap_start.design(searcher._space)
+    first = [searcher.suggest(f"t{i}") for i in range(4)]
+    assert [{k: c[k] for k in design[0]} for c in first] == design  # enqueued, in order
+    study = searcher._ot_study
+    assert [t.user_attrs.get(searcher_module.CHEAP_ATTR) for t in study.trials] == ["cheap"] * 4
+    fifth = searcher.suggest("t4")  # nothing enqueued any more: TPE's own proposal
+    assert searcher_module.CHEAP_ATTR not in study.trials[4].user_attrs and fifth not in first
+
+    # Each is the cheapest of its pool, so the design costs less than draws at random do.
+    random, _ = sized(tmp_path / "random", "random")
+    drawn = [random.suggest(f"t{i}") for i in range(4)]
+    assert random._cheap_start is None and not any(t.user_attrs for t in random._ot_study.trials)
+    assert sum(work(sizer, c) for c in first) < 0.5 * sum(work(sizer, c) for c in drawn)
+    for seed in range(5):  # and for every seed: the median of 4 cheapest-of-4 below the median of 16 draws
+        cheap, _ = sized(tmp_path / f"cheap{seed}", "cheap", seed=seed)
+        design = cheap._cheap_start.design(cheap._space)
+        random, _ = sized(tmp_path / f"r{seed}", "random", seed=seed)
+        drawn = [random.suggest(f"t{i}") for i in range(16)]
+        assert np.median([work(sizer, c) for c in design]) < np.median([work(sizer, c) for c in drawn])
+
+
+def test_the_cheap_design_is_seeded_and_its_own_stream(tmp_path):
+    one, _ = sized(tmp_path / "a", "cheap", seed=3)
+    two, _ = sized(tmp_path / "b", "cheap", seed=3)
+    other, _ = sized(tmp_path / "c", "cheap", seed=4)
+    assert one._cheap_start.design(one._space) == two._cheap_start.design(two._space)
+    assert one._cheap_start.design(one._space) != other._cheap_start.design(other._space)
+    # TPE's random start-up, seeded by the same searcher.seed, never repeats a cheap trial.
+    design = one._cheap_start.design(one._space)
+    tpe, _ = sized(tmp_path / "d", "random", seed=3)
+    assert not any(tpe.suggest(f"t{i}") in design for i in range(8))
+
+
+def test_a_resumed_or_warm_started_study_gets_only_the_start_up_trials_it_lacks(tmp_path):
+    searcher, sizer = sized(tmp_path / "run", "cheap", n_startup=3)
+    study = searcher._ot_study
+    assert len(study.trials) == 3
+    searcher._cheap_start.apply(study, searcher._space)  # a resume sets the study up again
+    assert len(study.trials) == 3
+
+    from lstm_sweep.search.warmstart import CarriedTrial, WarmStart
+
+    carried = CarriedTrial(params={"embedding_size": 64, "hidden_size": 128, "num_layers": 1,
+                                   "learning_rate": 1e-3, "batch_size": 64}, state="complete", value=5.0,
+                           intermediate={1: 5.0}, source="runs/earlier")
+    warm, _ = sized(tmp_path / "warm", "cheap", n_startup=3, warm_start=WarmStart(trials=(carried, carried)))
+    attrs = [t.user_attrs for t in warm._ot_study.trials]
+    assert len(attrs) == 3 and attrs[2] == {searcher_module.CHEAP_ATTR: "cheap"}
+
+
+def test_a_cheap_start_survives_the_pickle_a_resume_reads_back(tmp_path):
+    import ray.cloudpickle as pickle
+
+    searcher, _ = sized(tmp_path / "run", "cheap")
+    again = pickle.loads(pickle.dumps(searcher))
+    assert again._cheap_start == searcher._cheap_start
+
+
+def test_training_work_ranks_models_as_their_epochs_cost():
+    from lstm_sweep.model.memory import training_work_per_token
+    from lstm_sweep.model.spec import ModelSpec
+
+    base = ModelSpec(vocab_size=5000, embedding_size=32, hidden_size=64)
+    assert training_work_per_token(base.replace(hidden_size=512)) > 8 * training_work_per_token(base)
+    assert training_work_per_token(base.replace(num_layers=2)) > training_work_per_token(base)
+    assert training_work_per_token(base.replace(embedding_size=256)) > training_work_per_token(base)
+    # The batch changes only the optimizer's share; a classifier's head runs once an example.
+    assert training_work_per_token(base.replace(batch_size=512)) < training_work_per_token(base)
+    assert training_work_per_token(base.replace(batch_size=512)) > 0.95 * training_work_per_token(base)
+    classifier = base.replace(num_classes=2, seq_len=128)
+    assert training_work_per_token(classifier) < training_work_per_token(base) / 10
+
+
 # --- bad kinds: one line naming the key and what is allowed ------------------------------------
 
 @pytest.mark.parametrize("raw, message", [
@@ -129,6 +230,9 @@ def test_every_kind_survives_the_pickle_a_resume_reads_back(tmp_path):
     ({"scheduler": {"kind": "ASHA"}}, r"scheduler.kind: 'ASHA' must be one of"),  # names are lower case
     ({"scheduler": {"type": "asha"}}, r"unknown key scheduler.type: expected one of kind"),
     ({"scheduler": "asha"}, r"scheduler: must be a mapping"),
+    ({"searcher": {"startup": "fast"}}, r"sweep.yaml: searcher.startup: 'fast' must be one of random, cheap$"),
+    ({"searcher": {"kind": "random", "startup": "cheap"}}, r"searcher.startup: 'cheap' must be random with "
+     r"searcher.kind random \(it draws every trial at random\)"),
 ])
 def test_a_bad_kind_is_a_config_error_naming_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
@@ -148,7 +252,7 @@ def test_the_factories_refuse_a_kind_built_by_hand(tmp_path):
 def test_the_kinds_round_trip_through_sweep_yaml(tmp_path):
     config = config_with(searcher={"kind": "random", "seed": 2}, scheduler={"kind": "median"})
     raw = config.to_dict()
-    assert raw["searcher"] == {"kind": "random", "seed": 2, "n_startup_trials": 4}
+    assert raw["searcher"] == {"kind": "random", "seed": 2, "n_startup_trials": 4, "startup": "random"}
     assert raw["scheduler"] == {"kind": "median"}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))  # as run_sweep writes it
@@ -204,3 +308,23 @@ def test_a_hyperband_sweep_that_ran_to_its_end_is_not_an_interruption(tmp_path, 
     assert not outcome.interrupted
     trials = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert len(trials) == 4 and set(trials.status) <= {"completed", "early_stopped"}
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_cheap_start_runs_its_cheap_trials_first(tmp_path, local_ray, tiny_sweep):
+    from lstm_sweep.search.sweep import run_sweep
+
+    config = tiny_sweep(tmp_path, samples=3, epochs=1, searcher={"seed": 3, "n_startup_trials": 2, "startup": "cheap"},
+                        space={"hidden_size": {"choice": [8, 24, 64]}})
+    outcome = run_sweep(config, name="run")
+    assert not outcome.interrupted
+    run_dir = tmp_path / "run"
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    cheap = [t for t in study.trials if t.user_attrs.get(searcher_module.CHEAP_ATTR) == "cheap"]
+    assert len(study.trials) == 3 and len(cheap) == 2
+    trials = pd.read_csv(run_dir / "trials.csv")
+    assert len(trials) == 3
+    # The cheap ones are the trials the sweep ran, with the values the design chose.
+    ran = {(int(r.embedding_size), int(r.hidden_size), round(r.learning_rate, 9)) for r in trials.itertuples()}
+    assert {(t.params["embedding_size"], t.params["hidden_size"], round(t.params["learning_rate"], 9))
+            for t in cheap} <= ran
