@@ -91,7 +91,7 @@ class CheapStart:
     def design(self, distributions: dict[str, optuna.distributions.BaseDistribution]) -> list[dict]:
         """``count`` configurations, each the cheapest of ``CHEAP_POOL`` draws of Optuna's own
         ``RandomSampler``, seeded by a stream of its own: the same sweep draws the same design, and
-        none of TPE's own random draws (seeded by ``searcher.seed``) repeats one of it."""
+        TPE's own random draws (seeded by ``searcher.seed``) are other draws, not the design's again."""
         import numpy as np
 
         from lstm_sweep.model.memory import training_work_per_token
