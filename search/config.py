@@ -256,6 +256,10 @@ class SweepConfig:
     def searched(self) -> list[str]:
         return [name for name, param in self.space.items() if param.kind != "fixed"]
 
+    def fixed(self) -> dict[str, Any]:
+        """The space's fixed values, by name: what every trial's config holds besides the searched ones."""
+        return {name: param.args[0] for name, param in self.space.items() if param.kind == "fixed"}
+
     def other_metrics(self) -> dict[str, str]:
         """The task's other per-epoch metrics (name: mode), reported beside ``metric``; a character
         model's also ``bits_per_char`` (``val_loss / ln 2``, derived: ``results.tables``)."""

@@ -174,8 +174,7 @@ def make_searcher(config: SweepConfig, run_dir: str | Path, warm_start: WarmStar
     path = (Path(run_dir) / STUDY_FILE).resolve()  # absolute: the URL is kept as given
     cheap_start = None
     if settings.kind == "tpe" and settings.startup == "cheap" and sizer is not None:
-        fixed = {name: param.args[0] for name, param in config.space.items() if param.kind == "fixed"}
-        cheap_start = CheapStart(sizer, fixed, settings.n_startup_trials, settings.seed)
+        cheap_start = CheapStart(sizer, config.fixed(), settings.n_startup_trials, settings.seed)
     return ResumableOptunaSearch(
         sampler=_SAMPLERS[settings.kind](settings),
         storage=optuna.storages.RDBStorage(f"sqlite:///{path}"),

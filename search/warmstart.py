@@ -302,8 +302,7 @@ def _inside_space(row: pd.Series, config: SweepConfig) -> tuple[dict[str, Any], 
         value = row.get(name)
         inside = _inside(param, value)
         if inside is _OUTSIDE:
-            here = param.args[0] if param.kind == "fixed" else {param.kind: list(param.args)}
-            return {}, f"{name} {_shown(value)} there, {here} here"
+            return {}, f"{name} {_shown(value)} there, {param.to_yaml()} here"
         if param.kind != "fixed":
             params[name] = inside
     return params, ""
