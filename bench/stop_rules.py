@@ -92,6 +92,7 @@ def baseline_stop(curves: Curves, c: int, reports_per_epoch: int, grace: float, 
     judge.metric, judge.mode, judge.after, judge.name = "val_loss", "min", grace, "the unigram model"
     judge.value, judge.subset_value, judge.spare_falling, judge.seen = curves.baseline, curves.sub_baseline, \
         spare_falling, []
+    judge.max_epochs, judge.deadline = 0, None  # no time budget: the rules as the curves judge them
     if spare_falling:
         judge.start({"val_loss": float(curves.start[c]), "val_on": "subset"})
     for epoch, value, _, r in curves.stream(c, reports_per_epoch):

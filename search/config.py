@@ -29,7 +29,7 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
       bidirectional:  {choice: [false, true]}
     budget:   {num_samples, max_epochs, max_concurrent, max_minutes, reports_per_epoch}
     scheduler: {kind}           # asha | fifo | hyperband | median: Ray Tune's trial schedulers
-    asha:     {grace_period, reduction_factor, stop_at_baseline, spare_falling}   # the schedulers' knobs
+    asha:     {grace_period, reduction_factor, stop_at_baseline, spare_falling, spare_within_budget}   # the schedulers' knobs
     searcher: {kind, seed, n_startup_trials, startup}            # kind: tpe | random; startup: random | cheap
     resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid, gpu_process_reserve_mb,
                 allow_cpu_fallback,
@@ -159,6 +159,9 @@ class Asha:
     # ... unless its distance to the baseline shrank by more than this share in its last epoch (a
     # slow starter on its way down; measured: bench/stop_rules.py), in [0, 1); 0: never spared.
     spare_falling: float = 0.5
+    # ... and only if, at its pace so far, its remaining epochs end within budget.max_minutes: a
+    # slow starter pays off in its last epochs, which a budget that cuts it never sees.
+    spare_within_budget: bool = True
 
 
 @dataclass(frozen=True)

@@ -73,7 +73,7 @@ class TrialHook(Protocol):
 
 
 def train_trial(config: dict[str, Any], *, sweep: SweepConfig, sizer: TrialSizer, cells: Sequence[Cell] = (),
-                hooks: Sequence[TrialHook] = ()) -> None:
+                hooks: Sequence[TrialHook] = (), deadline: float | None = None) -> None:
     """Train one configuration; used as ``tune.with_parameters(train_trial, ...)``.
 
     Args:
@@ -85,6 +85,8 @@ def train_trial(config: dict[str, Any], *, sweep: SweepConfig, sizer: TrialSizer
         cells: the cells registered on the driver (``model.cells``), registered here too, so a
             plug-in cell needs no import in the workers.
         hooks: add Keras callbacks to each training attempt (tests inject faults with them).
+        deadline: when the sweep's time budget ends (``time.time()`` on the driver), or None:
+            the falling rule spares only a trial that can finish its epochs by then.
     """
     entered = time.time()
     before = _start_clean()
@@ -119,7 +121,8 @@ def train_trial(config: dict[str, Any], *, sweep: SweepConfig, sizer: TrialSizer
     baseline = _Baseline(task, prepared, sweep.metric, sweep.mode,
                          sweep.asha.grace_period if sweep.asha.stop_at_baseline else 0,
                          subset_value=subset_baseline.get(sweep.metric, float("nan")),
-                         spare_falling=sweep.asha.spare_falling)
+                         spare_falling=sweep.asha.spare_falling, max_epochs=sweep.budget.max_epochs,
+                         deadline=deadline if sweep.asha.spare_within_budget else None)
     reporter = _ReportToTune(plan, meter, state, started=entered, job=task, baseline=baseline, device=device,
                              reports_per_epoch=reports, subset=subset, trials_before=before)
     if state["batch_size"] != plan.batch_size_used:  # resumed after an out-of-memory halving
@@ -337,7 +340,10 @@ class _Baseline:
     subset (what in-epoch reports, ``val_on: subset``, and the untrained model are compared with).
     From ``after`` epochs on, a trial no better than it stops, unless its shortfall (how far its
     metric is on the wrong side of the baseline) shrank by more than ``spare_falling`` in the last
-    epoch: it is still on its way (:meth:`falling`; bench/stop_rules.py measured the rule).
+    epoch: it is still on its way (:meth:`falling`; bench/stop_rules.py measured the rule). With a
+    ``deadline`` (the sweep's time budget, ``asha.spare_within_budget``) a falling trial is spared
+    only if its ``max_epochs`` can end by then at the pace it has trained so far (:meth:`late`): a
+    slow starter pays off in its last epochs, and one the budget will cut has none to pay with.
 
     Example:
         >>> judge = _Baseline(task, prepared, "val_loss", "min", after=0.5, spare_falling=0.5)  # doctest: +SKIP
@@ -347,12 +353,13 @@ class _Baseline:
     """
 
     def __init__(self, job, prepared, metric: str, mode: str, after: float, subset_value: float = float("nan"),
-                 spare_falling: float = 0.0):
+                 spare_falling: float = 0.0, max_epochs: int = 0, deadline: float | None = None):
         self.metric, self.mode, self.after, self.name = metric, mode, after, job.baseline_name
         self.value = job.baseline(prepared).get(metric, float("nan"))  # NaN: none for this metric
         self.subset_value, self.spare_falling = subset_value, spare_falling
-        # (epoch, shortfall) of this process's reports; epoch 0: the untrained model (start)
-        self.seen: list[tuple[float, float]] = []
+        self.max_epochs, self.deadline = max_epochs, deadline
+        # (epoch, shortfall, wall clock) of this process's reports; epoch 0: the untrained model (start)
+        self.seen: list[tuple[float, float, float]] = []
 
     @property
     def wants_start(self) -> bool:
@@ -360,25 +367,28 @@ class _Baseline:
         return bool(self.after and self.spare_falling) and math.isfinite(self.value)
 
     def start(self, report: dict[str, Any]) -> None:
-        """Remember the untrained model's figures: the first epoch's fall is measured from them."""
+        """Remember the untrained model's figures: the first epoch's fall is measured from them,
+        and the trial's pace from their time (just before its first step)."""
         shortfall = self._shortfall(report)
         if math.isfinite(shortfall):
-            self.seen.append((0.0, shortfall))
+            self.seen.append((0.0, shortfall, _clock(report)))
 
     def verdict(self, epochs: float, report: dict[str, Any]) -> str:
         """Why the trial stops after ``epochs`` epochs with ``report``; "" to go on."""
         shortfall = self._shortfall(report)
         if math.isfinite(shortfall):
-            self.seen.append((float(epochs), shortfall))
+            self.seen.append((float(epochs), shortfall, _clock(report)))
         if not self.after or epochs < self.after or not math.isfinite(shortfall):
             return ""  # a diverged (NaN) epoch is for ASHA and the searcher to judge
-        if shortfall < 0 or self.falling(epochs, shortfall):
+        late = ""
+        if shortfall < 0 or (self.falling(epochs, shortfall) and not (late := self.late(epochs, _clock(report)))):
             return ""
         subset = report.get("val_on") == "subset"
         return (f"{self.metric} {report[self.metric]:.4f} after {epochs:g} epoch{'s' * (epochs != 1)} is no better "
                 f"than {self.name} ({self.subset_value if subset else self.value:.4f})"
                 + (" on the validation subset" if subset else "")
-                + (f", and fell by less than {self.spare_falling:.0%} of its distance to it in its last epoch"
+                + (f"; it is still falling, but {late}" if late else
+                   f", and fell by less than {self.spare_falling:.0%} of its distance to it in its last epoch"
                    if self.spare_falling else ""))
 
     def falling(self, epochs: float, shortfall: float) -> bool:
@@ -389,10 +399,27 @@ class _Baseline:
         A trial resumed in a new process has no earlier report: not falling."""
         if not self.spare_falling:
             return False
-        earlier = [(e, x) for e, x in self.seen[:-1] if e <= epochs - 1 + 1e-9]
-        then, before = earlier[-1] if earlier else (self.seen[0] if self.seen[0][0] == 0.0 else (epochs, 0.0))
+        earlier = [(e, x) for e, x, _ in self.seen[:-1] if e <= epochs - 1 + 1e-9]
+        then, before = earlier[-1] if earlier else (self.seen[0][:2] if self.seen[0][0] == 0.0 else (epochs, 0.0))
         window = epochs - then
         return window > 0 and before > 0 and shortfall < before * (1 - self.spare_falling) ** min(window, 1.0)
+
+    def late(self, epochs: float, now: float) -> str:
+        """Why the trial's remaining epochs, up to ``max_epochs``, would end after the deadline
+        at its pace so far (seconds an epoch since this process's first report); "" if they end
+        in time, or when there is no deadline or pace to judge by."""
+        if self.deadline is None or not self.max_epochs or epochs >= self.max_epochs:
+            return ""
+        first_epoch, _, first_time = self.seen[0]
+        if epochs <= first_epoch or now <= first_time:
+            return ""
+        pace = (now - first_time) / (epochs - first_epoch)
+        left = self.max_epochs - epochs
+        over = now + left * pace - self.deadline
+        if over <= 0:
+            return ""
+        return (f"its {left:g} epoch{'s' * (left != 1)} left, at {pace:.0f} s an epoch, would end "
+                f"{over:.0f} s after the sweep's time budget")
 
     def _shortfall(self, report: dict[str, Any]) -> float:
         """How far ``report``'s metric is on the wrong side of its set's baseline (< 0: better)."""
@@ -401,6 +428,11 @@ class _Baseline:
         if not (math.isfinite(value) and math.isfinite(baseline)):
             return float("nan")
         return value - baseline if self.mode == "min" else baseline - value
+
+
+def _clock(report: dict[str, Any]) -> float:
+    """When ``report`` was made: its ``reported_at``, else now."""
+    return float(report.get("reported_at") or time.time())
 
 
 # The errors a real device gives when it runs out of memory (model.devices.is_out_of_memory), as
@@ -529,9 +561,12 @@ def _exit_quietly_when_stopped() -> None:
 
 def trial_arguments(config: SweepConfig, sizer: TrialSizer) -> dict[str, Any]:
     """The fixed keyword arguments of :func:`train_trial` for a sweep: the sweep itself (its data
-    path absolute), the sizer and the registered cells."""
+    path absolute), the sizer, the registered cells and the deadline of its time budget, counted
+    from now (the sweep starts right after; a resumed sweep gets its budget again, as Tune does)."""
     data = dataclasses.replace(config.data, **_absolute_path(dataclasses.asdict(config.data)))
-    return {"sweep": dataclasses.replace(config, data=data), "sizer": sizer, "cells": registered_cells()}
+    deadline = time.time() + config.budget.max_minutes * 60 if config.budget.max_minutes else None
+    return {"sweep": dataclasses.replace(config, data=data), "sizer": sizer, "cells": registered_cells(),
+            "deadline": deadline}
 
 
 def _absolute_path(data: dict[str, Any]) -> dict[str, Any]:

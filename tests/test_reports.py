@@ -5,6 +5,7 @@ stops a trial before its first epoch ends."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -145,16 +146,21 @@ class _Job:
         return {"val_loss": 5.556}  # the unigram model on the whole validation split
 
 
-def judge(after=0.5, spare_falling=0.5):
-    baseline = _Baseline(_Job(), None, "val_loss", "min", after, subset_value=5.550, spare_falling=spare_falling)
-    baseline.start({"val_loss": 8.517, "val_on": "subset"})  # the untrained model
+def judge(after=0.5, spare_falling=0.5, max_epochs=0, deadline=None, started=None):
+    baseline = _Baseline(_Job(), None, "val_loss", "min", after, subset_value=5.550, spare_falling=spare_falling,
+                         max_epochs=max_epochs, deadline=deadline)
+    baseline.start({"val_loss": 8.517, "val_on": "subset", "reported_at": started})  # the untrained model
     return baseline
 
 
-def first_stop(baseline, reports):
-    """The epoch of the first report the baseline stops, None if none: reports are (epoch, val_loss)."""
+def first_stop(baseline, reports, seconds_an_epoch=None, started=None):
+    """The epoch of the first report the baseline stops, None if none: reports are (epoch, val_loss),
+    made ``seconds_an_epoch`` apart from ``started`` if given (else timed by the clock)."""
     for epoch, value in reports:
-        if baseline.verdict(epoch, {"val_loss": value, "val_on": "full" if float(epoch).is_integer() else "subset"}):
+        report = {"val_loss": value, "val_on": "full" if float(epoch).is_integer() else "subset"}
+        if seconds_an_epoch is not None:
+            report["reported_at"] = started + epoch * seconds_an_epoch
+        if baseline.verdict(epoch, report):
             return epoch
     return None
 
@@ -174,6 +180,39 @@ def test_a_slow_starter_still_falling_is_spared_and_a_flat_one_stops_at_the_firs
     assert first_stop(judge(), PLATEAU_LATE) == 0.5  # fell 15% in half an epoch: 29% asked
     # Without the rule (spare_falling 0) the slow starter stops at the first rung, as before.
     assert first_stop(judge(spare_falling=0), SLOW_STARTER) == 0.5
+
+
+def test_a_falling_slow_starter_is_spared_only_if_its_epochs_end_within_the_time_budget():
+    t0 = 1_000_000.0  # the untrained model's report; then 60 s an epoch, 4 epochs at most
+    # 3.5 epochs left at half an epoch: 210 s more, ending at t0 + 240; the budget ends at t0 + 300.
+    in_time = judge(max_epochs=4, deadline=t0 + 300, started=t0)
+    assert first_stop(in_time, SLOW_STARTER, seconds_an_epoch=60, started=t0) is None
+    # The same trial when the budget ends at t0 + 200: stopped at its first rung, and told why.
+    late = judge(max_epochs=4, deadline=t0 + 200, started=t0)
+    assert first_stop(late, SLOW_STARTER[:1], seconds_an_epoch=60, started=t0) == 0.5
+    reason = late.verdict(1, {"val_loss": 5.736, "val_on": "full", "reported_at": t0 + 60})
+    assert reason.endswith("; it is still falling, but its 3 epochs left, at 60 s an epoch, "
+                           "would end 40 s after the sweep's time budget")
+    # A budget ending just as its fourth epoch would (t0 + 240): spared at every report.
+    assert first_stop(judge(max_epochs=4, deadline=t0 + 240, started=t0), SLOW_STARTER,
+                      seconds_an_epoch=60, started=t0) is None
+    # A flat trial stops for being flat, whatever the time left; a better one never stops.
+    assert first_stop(judge(max_epochs=4, deadline=t0 + 10_000, started=t0), FLAT,
+                      seconds_an_epoch=60, started=t0) == 0.5
+    assert first_stop(judge(max_epochs=4, deadline=t0 + 1, started=t0), [(0.5, 5.4), (1, 5.2)],
+                      seconds_an_epoch=60, started=t0) is None
+    # No deadline (no budget.max_minutes, or asha.spare_within_budget false): spared as before.
+    assert first_stop(judge(max_epochs=4, deadline=None, started=t0), SLOW_STARTER,
+                      seconds_an_epoch=60, started=t0) is None
+
+
+def test_the_trials_get_the_deadline_of_the_sweeps_time_budget_and_none_without_one():
+    from lstm_sweep.search.trainable import trial_arguments
+
+    before = time.time()
+    arguments = trial_arguments(parse_config({"budget": {"max_minutes": 5}}), sizer=None)
+    assert before + 300 <= arguments["deadline"] <= time.time() + 300
+    assert trial_arguments(parse_config({}), sizer=None)["deadline"] is None
 
 
 def test_a_trial_on_the_plateau_stops_one_epoch_after_it_got_there():
