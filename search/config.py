@@ -159,9 +159,10 @@ class Asha:
     # ... unless its distance to the baseline shrank by more than this share in its last epoch (a
     # slow starter on its way down; measured: bench/stop_rules.py), in [0, 1); 0: never spared.
     spare_falling: float = 0.5
-    # ... and only if, at its pace so far, its remaining epochs end within budget.max_minutes: a
-    # slow starter pays off in its last epochs, which a budget that cuts it never sees.
-    spare_within_budget: bool = True
+    # ... and, if true, only when at its pace so far its remaining epochs end within
+    # budget.max_minutes: a slow starter pays off in its last epochs, which a budget that cuts it
+    # never sees. Off by default: at 5 minutes it did not help (BENCHMARKS.md).
+    spare_within_budget: bool = False
 
 
 @dataclass(frozen=True)
