@@ -84,15 +84,25 @@ class Curves:
                    self.baseline if whole else self.sub_baseline, r)
 
 
+class _CurvesJob:
+    """The part of a task ``_Baseline`` reads: the baseline's name and value, here the curves'."""
+
+    baseline_name = "the unigram model"
+
+    def __init__(self, value: float):
+        self.value = value
+
+    def baseline(self, prepared) -> dict[str, float]:
+        return {"val_loss": self.value}
+
+
 def baseline_stop(curves: Curves, c: int, reports_per_epoch: int, grace: float, spare_falling: float):
     """The report index where ``search.trainable._Baseline`` stops configuration ``c``, or None."""
     from lstm_sweep.search.trainable import _Baseline
 
-    judge = _Baseline.__new__(_Baseline)  # no task: the values come from the curves
-    judge.metric, judge.mode, judge.after, judge.name = "val_loss", "min", grace, "the unigram model"
-    judge.value, judge.subset_value, judge.spare_falling, judge.seen = curves.baseline, curves.sub_baseline, \
-        spare_falling, []
-    judge.max_epochs, judge.deadline = 0, None  # no time budget: the rules as the curves judge them
+    # No time budget (no deadline): the rules as the curves judge them.
+    judge = _Baseline(_CurvesJob(curves.baseline), None, "val_loss", "min", grace,
+                      subset_value=curves.sub_baseline, spare_falling=spare_falling)
     if spare_falling:
         judge.start({"val_loss": float(curves.start[c]), "val_on": "subset"})
     for epoch, value, _, r in curves.stream(c, reports_per_epoch):

@@ -375,13 +375,16 @@ class _Baseline:
 
     def verdict(self, epochs: float, report: dict[str, Any]) -> str:
         """Why the trial stops after ``epochs`` epochs with ``report``; "" to go on."""
-        shortfall = self._shortfall(report)
+        shortfall, now = self._shortfall(report), _clock(report)
         if math.isfinite(shortfall):
-            self.seen.append((float(epochs), shortfall, _clock(report)))
+            self.seen.append((float(epochs), shortfall, now))
         if not self.after or epochs < self.after or not math.isfinite(shortfall):
             return ""  # a diverged (NaN) epoch is for ASHA and the searcher to judge
-        late = ""
-        if shortfall < 0 or (self.falling(epochs, shortfall) and not (late := self.late(epochs, _clock(report)))):
+        if shortfall < 0:
+            return ""
+        falling = self.falling(epochs, shortfall)
+        late = self.late(epochs, now) if falling else ""
+        if falling and not late:
             return ""
         subset = report.get("val_on") == "subset"
         return (f"{self.metric} {report[self.metric]:.4f} after {epochs:g} epoch{'s' * (epochs != 1)} is no better "
@@ -562,7 +565,7 @@ def _exit_quietly_when_stopped() -> None:
 def trial_arguments(config: SweepConfig, sizer: TrialSizer) -> dict[str, Any]:
     """The fixed keyword arguments of :func:`train_trial` for a sweep: the sweep itself (its data
     path absolute), the sizer, the registered cells and the deadline of its time budget, counted
-    from now (the sweep starts right after; a resumed sweep gets its budget again, as Tune does)."""
+    from now: the sweep starts right after, and a resumed sweep counts it from its resume."""
     data = dataclasses.replace(config.data, **_absolute_path(dataclasses.asdict(config.data)))
     deadline = time.time() + config.budget.max_minutes * 60 if config.budget.max_minutes else None
     return {"sweep": dataclasses.replace(config, data=data), "sizer": sizer, "cells": registered_cells(),
