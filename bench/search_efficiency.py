@@ -53,7 +53,11 @@ BENCHMARKS.md: best val_loss at the end of the budget, time to reach the grid's 
 
 Ablations: ``--set KEY=VALUE`` changes a config key of the ``lstm-sweep`` method only (e.g.
 ``--set asha.stop_at_baseline=false``); give the variant its own ``--date`` folder and copy the
-other methods' ``<method>-seed<k>`` folders there to compare with ``--report``.
+other methods' ``<method>-seed<k>`` folders there to compare with ``--report``. ``--warm-start
+DATE`` (lstm-sweep only, item 4's ablation) starts each seed's sweep from an earlier run's
+sweep of the same task, ``search_<DATE>/lstm-sweep-seed<k>/run`` for the next seed ``k`` found
+there (never the seed's own: its trials would replay this sweep's draws), as ``lstm-sweep search
+--warm-start`` does.
 
 Targets (issue 15): lstm-sweep's median best val_loss <= 4.60 and its median time to a best of
 ``--target`` (4.8) <= 120 s; the script prints whether each holds.
@@ -361,9 +365,22 @@ def run_lstm_sweep(prepared, args, events: Events) -> None:
 
     config = sweep_config(args, args.folder, args.train, args.val).with_overrides(
         **dict(_override(o) for o in args.set))
+    earlier = [earlier_sweep(args.out / f"search_{args.warm_start}", args.seed)] if args.warm_start else []
     # The trials' weights and batch order follow the searcher's seed (search.trainable).
-    run_sweep(config, name="run", num_cpus=os.cpu_count(), callbacks=[tune_events(events)])
+    run_sweep(config, name="run", num_cpus=os.cpu_count(), callbacks=[tune_events(events)],
+              warm_start=earlier)
     events("end", "search")
+
+
+def earlier_sweep(folder: Path, seed: int) -> Path:
+    """The run folder a warm-started ``seed`` starts from: the lstm-sweep run of the next seed
+    after ``seed`` in ``folder`` (cyclically), so never its own."""
+    runs = {int(d.parent.name.rsplit("-seed", 1)[1]): d for d in folder.glob("lstm-sweep-seed*/run")
+            if (d / "trials.csv").is_file()}
+    others = sorted(k for k in runs if k != seed)
+    if not others:
+        raise SystemExit(f"--warm-start: no other seed's lstm-sweep run folder with a trials.csv under {folder}")
+    return runs[next((k for k in others if k > seed), others[0])]
 
 
 def run_tune_random(prepared, args, events: Events) -> None:
@@ -425,8 +442,8 @@ def run_method(method: str, seed: int, args, folder: Path, out: Path) -> Path:
     events.write_text(json.dumps({"t": launched, "kind": "launch", "trial": "", "deadline": deadline}) + "\n")
     cmd = [sys.executable, __file__, "--child", method, "--seed", str(seed), "--deadline", repr(deadline),
            "--events", str(events), "--work", str(work), "--folder", str(folder), "--train", str(args.train),
-           "--val", str(args.val), "--max-epochs", str(args.max_epochs), "--space", args.space,
-           *(f"--set={o}" for o in args.set)]
+           "--val", str(args.val), "--out", str(args.out), "--max-epochs", str(args.max_epochs), "--space", args.space,
+           *(f"--set={o}" for o in args.set), *(["--warm-start", args.warm_start] if args.warm_start else [])]
     with open(work / "output.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -580,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="an ablation: a config key of the lstm-sweep method, e.g. asha.stop_at_baseline=false "
                         "(repeatable; use its own --date)")
+    p.add_argument("--warm-start", metavar="DATE",
+                   help="lstm-sweep only: each seed starts from another seed's lstm-sweep run in search_DATE "
+                        "(item 4's ablation; use its own --date)")
     # A method's own process (internal)
     p.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)

@@ -2,7 +2,7 @@
 ran in, each parameter's importance, each model's size, the Pareto front of cost and quality,
 the corpus figures and the winner in words.
 
-    RunFolder ──► trial_endings     completed | stopped (ASHA ...) | at_baseline | infeasible | failed
+    RunFolder ──► trial_endings     completed | stopped (ASHA ...) | budget | at_baseline | infeasible | failed
               ──► assign_slots      timeline rows packed into lanes per node
               ──► parameter_importances   Optuna's PED-ANOVA over optuna.db (no sklearn needed)
               ──► parameter_counts  model.memory.count_parameters per trial
@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lstm_sweep.results.experiment import BUDGET_CUT_WORDS
 from lstm_sweep.results.run_folder import RunFolder
 
-# Why a trial ended, in the order the summary lists them; "stopped" is named after the scheduler.
-ENDINGS = ("completed", "stopped", "at_baseline", "infeasible", "failed")
+# Why a trial ended, in the order the summary lists them; "stopped" is named after the scheduler,
+# "budget" is a trial the sweep's time budget ended (results.experiment.BUDGET_CUTS_FILE).
+ENDINGS = ("completed", "stopped", "budget", "at_baseline", "infeasible", "failed")
 SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "the median stopping rule",
                    "fifo": "the time limit"}
 AT_BASELINE_WORDS = "no better than"  # the trainable's reason for the baseline stop
@@ -50,6 +52,8 @@ def ending_label(ending: str, run: RunFolder) -> str:
     if ending == "stopped":
         kind = str((run.config.get("scheduler") or {}).get("kind", "asha"))
         return f"stopped by {SCHEDULER_NAMES.get(kind, kind)}"
+    if ending == "budget":
+        return "cut by the time budget"
     return ending.replace("_", " ")
 
 
@@ -57,7 +61,8 @@ def trial_endings(run: RunFolder) -> pd.Series:
     """Why each trial of ``run`` ended (one of :data:`ENDINGS`), indexed like ``run.trials``.
 
     An ``early_stopped`` trial is ``at_baseline`` when its last report's outcome says so, or
-    its error or reason says it was "no better than" the baseline; else the scheduler stopped it.
+    its error or reason says it was "no better than" the baseline; ``budget`` when its error says
+    the sweep's time budget cut it; else the scheduler stopped it.
 
     Example:
         >>> trial_endings(run).tolist()  # doctest: +SKIP
@@ -71,7 +76,7 @@ def trial_endings(run: RunFolder) -> pd.Series:
         if status == "early_stopped":
             words = f"{_text(row.get('error'))} {reason.get(trial, '')}"
             at_baseline = outcome.get(trial) == "at_baseline" or AT_BASELINE_WORDS in words
-            endings.append("at_baseline" if at_baseline else "stopped")
+            endings.append("at_baseline" if at_baseline else "budget" if BUDGET_CUT_WORDS in words else "stopped")
         else:
             endings.append(status if status in ENDINGS else "failed")
     return pd.Series(endings, index=run.trials.index, dtype=object)

@@ -7,6 +7,7 @@ tables of a finished, crashed or copied run.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ CORRECTION_COLUMN = "memory_correction"
 # (search.trainable: what a model that ignores the context scores), from the trial's last report.
 MEMORY_COLUMNS = ("batch_size_requested", "batch_size_used", "predicted_peak_mb", "measured_peak_mb",
                   "budget_mb", "gpu_share", "oom_retries", "baseline", "device", CORRECTION_COLUMN)
+# The trials the sweep's time budget ended before budget.max_epochs (search.budget.BudgetCuts
+# writes it), and the words their reason starts with, which results.analysis looks for.
+BUDGET_CUTS_FILE = "budget_cuts.json"
+BUDGET_CUT_WORDS = "cut by the sweep's time budget"
 # A trial's last report says why it failed: out of memory after its retries, or planned for a
 # GPU that its node's TensorFlow does not see.
 FAILED_OUTCOMES = ("out_of_memory", "no_gpu")
@@ -39,8 +44,9 @@ def load_experiment(experiment_dir: str | Path, max_epochs: int) -> list[TrialRe
     A trial's status is ``infeasible`` when it reported that it fits in memory at no batch
     size (it never trained), ``failed`` when Ray recorded an error or the trial gave up after
     out-of-memory errors, ``completed`` when it finished ``max_epochs`` epochs, and
-    ``early_stopped`` when it ended sooner (ASHA stopped it, or it was no better than its
-    baseline: ``asha.stop_at_baseline``).
+    ``early_stopped`` when it ended sooner (ASHA stopped it, it was no better than its
+    baseline: ``asha.stop_at_baseline``, or the time budget ended it: ``budget_cuts.json``
+    beside ``experiment_dir``; the last two say so in ``error``).
 
     Example:
         >>> records = load_experiment("runs/quick-20261122-101500/ray", max_epochs=4)  # doctest: +SKIP
@@ -54,8 +60,30 @@ def load_experiment(experiment_dir: str | Path, max_epochs: int) -> list[TrialRe
     # Absolute: Ray reads a relative path as a URI without a scheme and fails.
     analysis = ExperimentAnalysis(str(Path(experiment_dir).resolve()))
     frames = analysis.trial_dataframes
-    return [_record(trial, frames.get(trial.trial_id, pd.DataFrame()), max_epochs)
+    cuts = read_budget_cuts(Path(experiment_dir).parent)  # the run folder's
+    return [_record(trial, frames.get(trial.trial_id, pd.DataFrame()), max_epochs, cuts.get(trial.trial_id))
             for trial in sorted(analysis.trials, key=_start_order)]
+
+
+def read_budget_cuts(run_dir: str | Path) -> dict[str, float]:
+    """``{trial_id: epoch}`` of the trials the time budget ended in ``run_dir`` (its
+    ``budget_cuts.json``); {} when none did: no budget, the sweep ended first, or a folder from
+    before this record (whose budget-cut trials read as stopped by the scheduler).
+
+    Example:
+        >>> read_budget_cuts("runs/quick-20261122-101500")  # doctest: +SKIP
+        {'51a32d1e': 3.0}
+    """
+    path = Path(run_dir) / BUDGET_CUTS_FILE
+    if not path.is_file():
+        return {}
+    trials = json.loads(path.read_text()).get("trials") or {}
+    return {str(k): float(v) for k, v in trials.items()}
+
+
+def budget_cut_reason(epoch: float) -> str:
+    """A budget-cut trial's reason: ``"cut by the sweep's time budget at epoch 2.5"``."""
+    return f"{BUDGET_CUT_WORDS} at epoch {round(epoch, 2):g}" if epoch else f"{BUDGET_CUT_WORDS} before its first report"
 
 
 def _start_order(trial: Any) -> tuple[int, str]:
@@ -65,7 +93,7 @@ def _start_order(trial: Any) -> tuple[int, str]:
     return (int(number) if number.isdigit() else 1 << 30, trial.trial_id)
 
 
-def _record(trial: Any, frame: pd.DataFrame, max_epochs: int) -> TrialRecord:
+def _record(trial: Any, frame: pd.DataFrame, max_epochs: int, cut_at: float | None = None) -> TrialRecord:
     history = _history(frame)
     epochs = len(full_validation(history))  # finished epochs: in-epoch reports do not count
     error = error_line(trial)
@@ -82,9 +110,11 @@ def _record(trial: Any, frame: pd.DataFrame, max_epochs: int) -> TrialRecord:
     elif epochs >= max_epochs:
         status = "completed"
     elif trial.status == "TERMINATED":
-        status = "early_stopped"  # by ASHA, or no better than the baseline: then its reason says so
+        status = "early_stopped"  # by ASHA, the baseline stop or the time budget: the latter two say so
         if outcome == "at_baseline":
             error = str(last.get("reason", ""))
+        elif cut_at is not None:
+            error = budget_cut_reason(cut_at)
     else:  # PENDING / RUNNING / PAUSED: the driver stopped before the trial ended
         status = "failed"
         error = error or f"unfinished ({trial.status.lower()}) when the sweep stopped"

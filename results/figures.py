@@ -34,7 +34,7 @@ from lstm_sweep.results.run_folder import SearchedParameter
 DPI = 110
 WIDTH_IN = 10.5  # 1155 px at DPI: the page's column at 1280 px
 # One colour per ending in every figure and in the trial table's rows.
-ENDING_COLOURS = {"completed": "#2e7d32", "stopped": "#ef6c00", "at_baseline": "#8d6e63",
+ENDING_COLOURS = {"completed": "#2e7d32", "stopped": "#ef6c00", "budget": "#3949ab", "at_baseline": "#8d6e63",
                   "infeasible": "#9e9e9e", "failed": "#c62828"}
 # viridis from dark (best) to its 0.9 point: the last tenth is too pale on white, as in val_loss.png.
 METRIC_COLOURS = ListedColormap(colormaps["viridis"](np.linspace(0.0, 0.9, 256)), name="metric")

@@ -53,6 +53,7 @@ td.metric { font-weight: 600; } td ul { margin: 0; padding-left: 1.1em; white-sp
 table.endings td { vertical-align: top; } table.endings tr.zero { color: #aaa; }
 tr.ending-completed td:first-child { border-left: 4px solid #2e7d32; }
 tr.ending-stopped { background: #fff6ec; } tr.ending-stopped td:first-child { border-left: 4px solid #ef6c00; }
+tr.ending-budget { background: #eef0fa; } tr.ending-budget td:first-child { border-left: 4px solid #3949ab; }
 tr.ending-at_baseline { background: #f6f1ef; } tr.ending-at_baseline td:first-child { border-left: 4px solid #8d6e63; }
 tr.ending-infeasible { color: #888; } tr.ending-infeasible td:first-child { border-left: 4px solid #9e9e9e; }
 tr.ending-failed { background: #fdecec; } tr.ending-failed td:first-child { border-left: 4px solid #c62828; }

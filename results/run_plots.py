@@ -26,7 +26,8 @@ from lstm_sweep.results.figures import (DPI, ENDING_COLOURS, METRIC_COLOURS, WID
                                         log_axis)
 
 # Where a trial was cut short, drawn at the end of its bar.
-END_MARKERS = {"stopped": ("x", "black", "stopped by the scheduler"), "at_baseline": ("v", "black", "stopped at the baseline"),
+END_MARKERS = {"stopped": ("x", "black", "stopped by the scheduler"), "budget": ("s", "black", "cut by the time budget"),
+               "at_baseline": ("v", "black", "stopped at the baseline"),
                "failed": ("X", "black", "failed"), "infeasible": ("|", "0.3", "infeasible (never trained)")}
 
 

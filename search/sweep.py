@@ -183,12 +183,16 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
     """
     from ray import tune
 
+    from lstm_sweep.search.budget import BudgetCuts, SweepBudget
     from lstm_sweep.search.correction import MemoryCorrectingSearcher
     from lstm_sweep.search.diskspace import StopWhenDiskFull
     from lstm_sweep.search.searcher import make_scheduler, make_searcher
     from lstm_sweep.search.tracking import mlflow_callbacks
 
     searcher = make_searcher(config, run_dir, warm_start, sizer)
+    # budget.max_minutes: Ray Tune's TimeoutStopper, which also notes when it ended the running
+    # trials, so trials.csv and the report say which ones it cut (search.budget).
+    budget = SweepBudget(config.budget.max_minutes * 60) if config.budget.max_minutes else None
     if searcher is not None:  # later trials planned with the sweep's own measured peaks (search.correction)
         searcher = MemoryCorrectingSearcher(searcher, config.resources.memory_headroom, run_dir)
     return tune.Tuner(
@@ -203,7 +207,6 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
             scheduler=make_scheduler(config),  # scheduler.kind, ASHA by default; time in epochs
             num_samples=config.budget.num_samples,
             max_concurrent_trials=config.budget.max_concurrent,
-            time_budget_s=config.budget.max_minutes * 60 or None,
             # A finished trial's process starts the next one with the same resources (rounded
             # alike by search.resources); the trainable frees the last model first.
             reuse_actors=config.resources.reuse_workers,
@@ -211,6 +214,7 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
         run_config=tune.RunConfig(
             name=EXPERIMENT_DIR,
             storage_path=str(run_dir.resolve()),
+            stop=budget,
             # Keep each trial's best checkpoint (Ray also keeps the latest, to resume from).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=config.metric,
                                                     checkpoint_score_order=config.mode),
@@ -220,19 +224,21 @@ def build_tuner(config: SweepConfig, run_dir: Path, sizer: TrialSizer,
             # Stops the sweep, resumable, before the run folder's file system fills (search.diskspace).
             # With tracking.mlflow, Ray Tune's MLflow logger too (search.tracking).
             callbacks=[*(callbacks or []), *mlflow_callbacks(config, run_dir), StopWhenDiskFull(run_dir),
-                       *([] if verbose else [progress_view(config)])],
+                       *([BudgetCuts(budget, run_dir, config.budget.max_epochs)] if budget else []),
+                       *([] if verbose else [progress_view(config, budget)])],
             # Ray Tune's tables with --verbose; else search.terminal.ProgressView's lines.
             verbose=1 if verbose else 0,
         ),
     )
 
 
-def progress_view(config: SweepConfig):
-    """The terminal's view of a sweep of ``config`` (:class:`search.terminal.ProgressView`)."""
+def progress_view(config: SweepConfig, budget: Any = None):
+    """The terminal's view of a sweep of ``config`` (:class:`search.terminal.ProgressView`);
+    ``budget``: the sweep's :class:`search.budget.SweepBudget`, which says when it was spent."""
     from lstm_sweep.search.terminal import ProgressView
 
     return ProgressView(config.metric, config.mode, config.budget.max_epochs, config.budget.num_samples,
-                        config.budget.max_minutes, config.scheduler.kind)
+                        config.budget.max_minutes, config.scheduler.kind, budget=budget)
 
 
 def run_sweep(config: SweepConfig, name: str | None = None, address: str | None = None,

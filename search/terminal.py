@@ -36,9 +36,10 @@ class ProgressView(Callback):
     """
 
     def __init__(self, metric: str, mode: str, max_epochs: int, num_samples: int, max_minutes: float = 0.0,
-                 scheduler: str = "asha") -> None:
+                 scheduler: str = "asha", budget: Any = None) -> None:
         self.metric, self.mode, self.max_epochs = metric, mode, max_epochs
         self.num_samples, self.max_minutes, self.scheduler = num_samples, max_minutes, scheduler
+        self.budget = budget  # search.budget.SweepBudget: says when the time budget ended the trials
         self._reset()
 
     def _reset(self) -> None:
@@ -115,8 +116,8 @@ class ProgressView(Callback):
             return f"at baseline, {at}"
         if epochs >= self.max_epochs:
             return f"completed {epochs:g} epoch{'s' * (epochs != 1)}"
-        if self.max_minutes and self.elapsed >= self.max_minutes * 60:
-            return f"time budget spent, {at}"
+        if self.budget is not None and self.budget.spent:
+            return f"cut by the time budget at {at}"
         return f"stopped by {_SCHEDULER_NAMES.get(self.scheduler, self.scheduler)} at {at}"
 
     def time_left(self) -> str:

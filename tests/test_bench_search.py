@@ -103,3 +103,18 @@ def test_every_method_searches_the_space_lstm_sweep_reads(space):
         assert (kt_config["min_value"], kt_config["max_value"]) == (low, high)
         assert kt_config["sampling"] == ("log" if log else "linear")
         assert (type(kt_param).__name__ == "Int") == integer
+
+
+def test_a_warm_started_seed_starts_from_another_seeds_sweep_never_its_own(tmp_path):
+    bench = _bench()
+    for seed in (0, 1, 2):
+        run = tmp_path / f"lstm-sweep-seed{seed}" / "run"
+        run.mkdir(parents=True)
+        (run / "trials.csv").write_text("trial_id\n")
+    (tmp_path / "grid-seed1" / "run").mkdir(parents=True)  # another method's folder is never read
+    assert [bench.earlier_sweep(tmp_path, s).parent.name for s in (0, 1, 2)] == [
+        "lstm-sweep-seed1", "lstm-sweep-seed2", "lstm-sweep-seed0"]
+    for seed in (1, 2):
+        (tmp_path / f"lstm-sweep-seed{seed}" / "run" / "trials.csv").unlink()  # unfinished sweeps
+    with pytest.raises(SystemExit, match="no other seed's lstm-sweep run folder"):
+        bench.earlier_sweep(tmp_path, 0)

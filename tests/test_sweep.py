@@ -10,6 +10,8 @@ import yaml
 
 from lstm_sweep.data_pipeline import Vocabulary, prepare
 from lstm_sweep.results import load_experiment, plot_val_loss
+from lstm_sweep.results.analysis import trial_endings
+from lstm_sweep.results.run_folder import read_run_folder
 from lstm_sweep.search.sweep import rebuild_results, run_sweep
 
 pytestmark = pytest.mark.slow
@@ -135,4 +137,14 @@ def test_the_time_budget_ends_the_sweep_and_is_no_interruption(tmp_path, local_r
     trials = pd.read_csv(outcome.run_dir / "trials.csv")
     assert 1 <= len(trials) < 200
     assert trials.epochs.max() < 1000 and "completed" not in set(trials.status)
-    assert "the running trials were stopped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "the running trials were stopped" in out
+    # The trials running when the budget ran out (2 at a time) say so, in trials.csv, the
+    # report's endings and the terminal; those ASHA stopped before it do not.
+    cut = trials[trials.error.fillna("").str.startswith("cut by the sweep's time budget at epoch")]
+    assert 1 <= len(cut) <= 2 and set(cut.status) == {"early_stopped"}
+    assert set(cut.trial_id) == set(json.loads((outcome.run_dir / "budget_cuts.json").read_text())["trials"])
+    endings = trial_endings(read_run_folder(outcome.run_dir))
+    assert set(trials.trial_id[endings == "budget"]) == set(cut.trial_id)
+    assert set(endings[~trials.trial_id.isin(cut.trial_id)]) <= {"stopped", "at_baseline"}
+    assert sum(f"{t}  cut by the time budget at epoch" in out for t in cut.trial_id) == len(cut)

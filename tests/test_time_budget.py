@@ -62,3 +62,45 @@ def test_run_ends_within_its_time_budget(tmp_path, local_ray, tiny_sweep, capsys
     assert 1 <= len(trials) < 40  # the sweep's share of the time ended it
     history = pd.read_csv(tmp_path / "runs" / "run" / "winner" / "history.csv")
     assert 1 <= len(history) < 500  # so did the retrain's
+
+
+class _Trial:  # what BudgetCuts and ProgressView read of Ray Tune's Trial
+    def __init__(self, trial_id, **last_result):
+        self.trial_id, self.last_result = trial_id, last_result
+
+
+def test_the_budget_notes_when_it_was_spent_and_keeps_the_trials_it_cut(tmp_path):
+    import pickle
+
+    from lstm_sweep.results.experiment import read_budget_cuts
+    from lstm_sweep.search.budget import BudgetCuts, SweepBudget
+    from lstm_sweep.search.terminal import ProgressView
+
+    budget = SweepBudget(0.2)
+    cuts, view = BudgetCuts(budget, tmp_path, max_epochs=4), ProgressView("val_loss", "min", 4, 10, 0.2 / 60,
+                                                                            budget=budget)
+    # Tune pickles its run config (the stopper and the callbacks together) for a resume: the
+    # callbacks' copies still share one stopper.
+    budget, cuts, view = pickle.loads(pickle.dumps((budget, cuts, view)))
+    assert cuts.budget is budget and view.budget is budget
+    cuts.setup()
+    assert not budget.stop_all()
+    cuts.on_trial_complete(0, [], _Trial("asha0001", epoch=1.0))  # ASHA's, before the budget ran out
+    assert "stopped by ASHA at epoch 1" == view._how_it_ended({"epoch": 1.0})
+    time.sleep(0.3)
+    assert budget.stop_all() and budget.spent_at is not None
+    spent_at = budget.spent_at
+    assert budget.stop_all() and budget.spent_at == spent_at  # the first moment stays
+    for trial in (_Trial("cut00001", epoch=2.5), _Trial("done0001", epoch=4.0),
+                  _Trial("base0001", epoch=0.5, outcome="at_baseline"), _Trial("new00001")):
+        cuts.on_trial_complete(0, [], trial)
+    assert read_budget_cuts(tmp_path) == {"cut00001": 2.5, "new00001": 0.0}
+    assert view._how_it_ended({"epoch": 2.5}) == "cut by the time budget at epoch 2.5"
+    assert view._how_it_ended({"epoch": 4.0}) == "completed 4 epochs"
+    # A resumed sweep's callback keeps what the file says.
+    again = BudgetCuts(SweepBudget(60), tmp_path, max_epochs=4)
+    again.setup()
+    assert again.cuts == {"cut00001": 2.5, "new00001": 0.0}
+    assert read_budget_cuts(tmp_path / "elsewhere") == {}
+    with pytest.raises(ValueError, match="positive"):
+        SweepBudget(0)
