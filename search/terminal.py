@@ -48,6 +48,10 @@ class ProgressView(Callback):
         self.best: tuple[float, str] | None = None  # (value, trial id)
         self._status_shown = False
         self._drawn_at = 0.0
+        # Ray ends the trials the time budget cut without on_trial_complete: the watch says which.
+        from lstm_sweep.search.budget import BudgetWatch
+
+        self._watch = BudgetWatch(self.budget) if self.budget is not None else None
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")} | {"_status_shown": False}
@@ -66,12 +70,15 @@ class ProgressView(Callback):
             self.best = (float(value), trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if self._watch:
+            self._watch.ended(trial)
         self._finished(trial, self._how_it_ended(trial.last_result or {}))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._finished(trial, "failed: " + _error_line(trial))
 
     def on_step_end(self, iteration, trials, **info) -> None:
+        self._say_cuts(trials)
         if not _is_terminal() or time.monotonic() - self._drawn_at < 1.0:
             return
         self._drawn_at = time.monotonic()
@@ -84,9 +91,14 @@ class ProgressView(Callback):
         self._status_shown = True
 
     def on_experiment_end(self, trials, **info) -> None:
+        self._say_cuts(trials)
         self._clear_status()
 
     # ------------------------------------------------------------------ the lines
+
+    def _say_cuts(self, trials) -> None:
+        for trial in self._watch.cut(trials) if self._watch else []:
+            self._finished(trial, self._how_it_ended(trial.last_result or {}))
 
     @property
     def elapsed(self) -> float:

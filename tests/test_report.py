@@ -250,7 +250,8 @@ def test_summary_says_the_winner_in_words_and_why_trials_ended(lm_run, lm_page):
     assert "1,290 train / 322 validation" in lm_page  # winner/card.json's data, after the retrain
     endings = re.findall(r'<tr class="ending-(\w+)[^"]*"><td class="left">([^<]+)</td><td>(\d+)</td>', lm_page)
     counts = {label: int(n) for _, label, n in endings}
-    assert counts == {"completed": 10, "stopped by ASHA": 3, "at baseline": 1, "infeasible": 1, "failed": 1}
+    assert counts == {"completed": 10, "stopped by ASHA": 3, "cut by the time budget": 0, "at baseline": 1,
+                      "infeasible": 1, "failed": 1}
     assert html.escape(INFEASIBLE_REASON) in lm_page and FAILED_REASON in lm_page
     assert "no better than the unigram" in lm_page  # from the trial's last report in ray/
     assert "trial-hours" in lm_page and "wall time" in lm_page

@@ -65,11 +65,11 @@ def test_run_ends_within_its_time_budget(tmp_path, local_ray, tiny_sweep, capsys
 
 
 class _Trial:  # what BudgetCuts and ProgressView read of Ray Tune's Trial
-    def __init__(self, trial_id, **last_result):
-        self.trial_id, self.last_result = trial_id, last_result
+    def __init__(self, trial_id, status="RUNNING", **last_result):
+        self.trial_id, self.status, self.last_result = trial_id, status, last_result
 
 
-def test_the_budget_notes_when_it_was_spent_and_keeps_the_trials_it_cut(tmp_path):
+def test_the_budget_notes_when_it_was_spent_and_keeps_the_trials_it_cut(tmp_path, capsys):
     import pickle
 
     from lstm_sweep.results.experiment import read_budget_cuts
@@ -82,21 +82,45 @@ def test_the_budget_notes_when_it_was_spent_and_keeps_the_trials_it_cut(tmp_path
     # Tune pickles its run config (the stopper and the callbacks together) for a resume: the
     # callbacks' copies still share one stopper.
     budget, cuts, view = pickle.loads(pickle.dumps((budget, cuts, view)))
-    assert cuts.budget is budget and view.budget is budget
+    assert cuts.watch.budget is budget and view.budget is budget
     cuts.setup()
+    view.setup()
+    callbacks = (cuts, view)
+    # What TuneController.step does: a trial ASHA stops ends through on_trial_complete ...
+    asha, cut, done, base, new, waiting, old = (
+        _Trial("asha0001", epoch=1.0), _Trial("cut00001", epoch=2.5), _Trial("done0001", epoch=3.75),
+        _Trial("base0001", epoch=0.5), _Trial("new00001"), _Trial("wait0001", "PENDING"),
+        _Trial("old00001", "TERMINATED", epoch=1.0))  # the last from before a resume
+    trials = [asha, cut, done, base, new, waiting, old]
     assert not budget.stop_all()
-    cuts.on_trial_complete(0, [], _Trial("asha0001", epoch=1.0))  # ASHA's, before the budget ran out
-    assert "stopped by ASHA at epoch 1" == view._how_it_ended({"epoch": 1.0})
+    for callback in callbacks:
+        callback.on_step_end(0, trials)
+    asha.status = "TERMINATED"
+    for callback in callbacks:
+        callback.on_trial_complete(1, trials, asha)
+    # ... and in a later step, with the budget spent, one finishes its last epoch and ends itself
+    # (on_trial_complete), one stops at the baseline, and Ray's _stop_experiment_if_needed ends
+    # all the others at once: no on_trial_complete, only TERMINATED at that step's on_step_end.
     time.sleep(0.3)
+    done.last_result, base.last_result = {"epoch": 4.0}, {"epoch": 0.5, "outcome": "at_baseline"}
+    for trial in (done, base):
+        trial.status = "TERMINATED"
+        for callback in callbacks:
+            callback.on_trial_complete(1, trials, trial)
     assert budget.stop_all() and budget.spent_at is not None
     spent_at = budget.spent_at
     assert budget.stop_all() and budget.spent_at == spent_at  # the first moment stays
-    for trial in (_Trial("cut00001", epoch=2.5), _Trial("done0001", epoch=4.0),
-                  _Trial("base0001", epoch=0.5, outcome="at_baseline"), _Trial("new00001")):
-        cuts.on_trial_complete(0, [], trial)
+    for trial in trials:
+        trial.status = "TERMINATED"
+    for callback in callbacks:
+        callback.on_step_end(2, trials)
+        callback.on_experiment_end(trials)  # tells nothing twice
     assert read_budget_cuts(tmp_path) == {"cut00001": 2.5, "new00001": 0.0}
-    assert view._how_it_ended({"epoch": 2.5}) == "cut by the time budget at epoch 2.5"
-    assert view._how_it_ended({"epoch": 4.0}) == "completed 4 epochs"
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[2:4] for line in lines] == [["asha0001", "stopped"], ["done0001", "completed"],
+                                                     ["base0001", "at"], ["cut00001", "cut"], ["new00001", "cut"]]
+    assert "cut by the time budget at epoch 2.5" in lines[3] and "cut by the time budget at the start" in lines[4]
+    assert "stopped by ASHA at epoch 1" in lines[0] and "completed 4 epochs" in lines[1]
     # A resumed sweep's callback keeps what the file says.
     again = BudgetCuts(SweepBudget(60), tmp_path, max_epochs=4)
     again.setup()
