@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.measure, args.rows, args.batch)))
         return 0
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    print(f"| pipeline | rows | peak above baseline MB | 1st pass s | 2nd pass s |\n|---|---:|---:|---:|---:|")
+    print("| pipeline | rows | peak above baseline MB | 1st pass s | 2nd pass s |\n|---|---:|---:|---:|---:|")
     for variant, label in VARIANTS.items():
         done = subprocess.run([sys.executable, __file__, "--measure", variant, "--rows", str(args.rows),
                                "--batch", str(args.batch)], capture_output=True, text=True, env=env, check=True)
