@@ -135,7 +135,7 @@ def _one_batch_ahead(ds: tf.data.Dataset) -> tf.data.Dataset:
 
     The pipeline is a gather and a slice a batch: one batch ahead keeps the model fed. With
     autotuning on, deleting an epoch's iterator (when Keras's ``fit`` returns) took 3.0-5.1 s
-    on one core (30,000 lines, hidden 128; 6 of 9 fits, 0 s in the others), which a reused
+    on one core (30,000 lines, hidden 128; 8 of 9 fits, 0 s in the other), which a reused
     worker's next trial waited for (bench/scale.py); off, 0 s in every fit, and the fits no
     slower (11-13 s each against 11-18 s, the same pinned core, alternating).
     """
