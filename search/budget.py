@@ -36,7 +36,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.stopper import TimeoutStopper
 
-from lstm_sweep.results.experiment import BUDGET_CUTS_FILE, read_budget_cuts
+from lstm_sweep.results.experiment import BUDGET_CUTS_FILE, FAILED_OUTCOMES, read_budget_cuts
 
 
 class SweepBudget(TimeoutStopper):
@@ -97,7 +97,7 @@ class BudgetCuts(Callback):
     """Keeps, in ``run_dir/budget_cuts.json``, each trial that ``budget`` stopped before its
     ``max_epochs``: those running when it was spent that did not end on their own."""
 
-    ENDED_ON_THEIR_OWN = ("at_baseline", "infeasible", "out_of_memory", "no_gpu")
+    ENDED_ON_THEIR_OWN = ("at_baseline", "infeasible", *FAILED_OUTCOMES)
 
     def __init__(self, budget: SweepBudget, run_dir: str | Path, max_epochs: int) -> None:
         self.watch, self.path, self.max_epochs = BudgetWatch(budget), Path(run_dir) / BUDGET_CUTS_FILE, max_epochs

@@ -16,6 +16,8 @@ from typing import Any
 from ray.tune import Callback
 
 from lstm_sweep.console import clock
+from lstm_sweep.results.experiment import FAILED_OUTCOMES
+from lstm_sweep.search.budget import BudgetWatch
 
 _SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "the median rule"}
 
@@ -49,8 +51,6 @@ class ProgressView(Callback):
         self._status_shown = False
         self._drawn_at = 0.0
         # Ray ends the trials the time budget cut without on_trial_complete: the watch says which.
-        from lstm_sweep.search.budget import BudgetWatch
-
         self._watch = BudgetWatch(self.budget) if self.budget is not None else None
 
     def __getstate__(self) -> dict:
@@ -122,7 +122,7 @@ class ProgressView(Callback):
         at = f"epoch {epochs:g}" if epochs else "the start"
         if outcome == "infeasible":
             return "infeasible: " + str(result.get("reason", ""))
-        if outcome in ("out_of_memory", "no_gpu"):
+        if outcome in FAILED_OUTCOMES:
             return "failed: " + str(result.get("reason", outcome))
         if outcome == "at_baseline":
             return f"at baseline, {at}"
