@@ -8,6 +8,7 @@ tables of a finished, crashed or copied run.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,23 @@ def read_budget_cuts(run_dir: str | Path) -> dict[str, float]:
 def budget_cut_reason(epoch: float) -> str:
     """A budget-cut trial's reason: ``"cut by the sweep's time budget at epoch 2.5"``."""
     return f"{BUDGET_CUT_WORDS} at epoch {round(epoch, 2):g}" if epoch else f"{BUDGET_CUT_WORDS} before its first report"
+
+
+def epochs_reported(result: dict) -> float:
+    """How far a trial's last result took it, in epochs, to two places: 2.5 within an epoch
+    (``budget.reports_per_epoch`` above 1), Tune's iteration count for a result without an
+    ``epoch``, 0.0 for none or a value that is not a finite number.
+
+    Example:
+        >>> epochs_reported({"epoch": 2.5000001}), epochs_reported({"training_iteration": 3}), epochs_reported({})
+        (2.5, 3.0, 0.0)
+    """
+    value = result.get("epoch", result.get("training_iteration", 0))
+    try:
+        epochs = float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return round(epochs, 2) if math.isfinite(epochs) else 0.0
 
 
 def _start_order(trial: Any) -> tuple[int, str]:

@@ -36,7 +36,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 from ray.tune.stopper import TimeoutStopper
 
-from lstm_sweep.results.experiment import BUDGET_CUTS_FILE, FAILED_OUTCOMES, read_budget_cuts
+from lstm_sweep.results.experiment import BUDGET_CUTS_FILE, FAILED_OUTCOMES, epochs_reported, read_budget_cuts
 
 
 class SweepBudget(TimeoutStopper):
@@ -113,7 +113,7 @@ class BudgetCuts(Callback):
         cut = self.watch.cut(trials)
         for trial in cut:
             result = trial.last_result or {}
-            epoch = float(result.get("epoch", result.get("training_iteration", 0)) or 0)
+            epoch = epochs_reported(result)
             if epoch < self.max_epochs and result.get("outcome") not in self.ENDED_ON_THEIR_OWN:
                 self.cuts[trial.trial_id] = epoch
         if cut and self.cuts:

@@ -16,7 +16,7 @@ from typing import Any
 from ray.tune import Callback
 
 from lstm_sweep.console import clock
-from lstm_sweep.results.experiment import FAILED_OUTCOMES
+from lstm_sweep.results.experiment import FAILED_OUTCOMES, epochs_reported
 from lstm_sweep.search.budget import BudgetWatch
 
 _SCHEDULER_NAMES = {"asha": "ASHA", "hyperband": "HyperBand", "median": "the median rule"}
@@ -117,8 +117,7 @@ class ProgressView(Callback):
 
     def _how_it_ended(self, result: dict) -> str:
         # With budget.reports_per_epoch above 1 a trial may stop within an epoch: epoch 0.5, 2.25.
-        outcome, epochs = result.get("outcome") or "", result.get("epoch", result.get("training_iteration", 0))
-        epochs = round(float(epochs), 2) if _finite(epochs) else 0.0
+        outcome, epochs = result.get("outcome") or "", epochs_reported(result)
         at = f"epoch {epochs:g}" if epochs else "the start"
         if outcome == "infeasible":
             return "infeasible: " + str(result.get("reason", ""))

@@ -128,3 +128,12 @@ def test_the_budget_notes_when_it_was_spent_and_keeps_the_trials_it_cut(tmp_path
     assert read_budget_cuts(tmp_path / "elsewhere") == {}
     with pytest.raises(ValueError, match="positive"):
         SweepBudget(0)
+
+
+@pytest.mark.parametrize("result, epochs", [({"epoch": 2.2500000004}, 2.25), ({"epoch": 3, "training_iteration": 6}, 3.0),
+                                            ({"training_iteration": 2}, 2.0), ({}, 0.0), ({"epoch": None}, 0.0),
+                                            ({"epoch": float("nan")}, 0.0), ({"epoch": "?"}, 0.0)])
+def test_the_budget_file_and_the_terminal_read_a_trials_epochs_alike(result, epochs):
+    from lstm_sweep.results.experiment import epochs_reported
+
+    assert epochs_reported(result) == epochs
