@@ -1,6 +1,8 @@
 """Real sweeps: a local Ray cluster, real TensorFlow training on the synthetic corpus."""
 
 import json
+import subprocess
+import sys
 import time
 
 import optuna
@@ -101,6 +103,26 @@ def test_a_reused_worker_starts_each_trial_as_a_fresh_process_would(tmp_path, lo
     assert (last.process_baseline_mb <= first.process_baseline_mb + 64).all(), last.process_baseline_mb
     assert (last.measured_peak_mb <= first.measured_peak_mb * 1.25 + 16).all(), last.measured_peak_mb
     assert (last.measured_peak_mb <= last.predicted_peak_mb).all()
+
+
+def test_a_reused_worker_collects_only_what_trials_made_and_frees_each_trials_model():
+    # In a process of its own: the first trial freezes what the imports made (gc.freeze), which
+    # would otherwise stay frozen in pytest's process.
+    script = """
+import gc, weakref
+import keras
+from lstm_sweep.search.trainable import _start_clean
+assert _start_clean() == 0 and gc.get_freeze_count() > 100_000, gc.get_freeze_count()
+model = keras.Sequential([keras.Input((4,)), keras.layers.Embedding(50, 8), keras.layers.LSTM(8)])
+model.compile("adam", "mse")
+gone = weakref.ref(model)
+del model
+assert _start_clean() == 1 and gone() is None, "the last trial's model outlived the next trial's start"
+assert len(gc.get_objects()) < gc.get_freeze_count() / 10, "the collector still scans the imports"
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
 
 
 def test_without_reuse_each_trial_has_a_process_of_its_own(tmp_path, local_ray, tiny_sweep):
