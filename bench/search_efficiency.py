@@ -581,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--budget-min", type=float, default=5.0, help="wall-clock budget of each method, minutes (5)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
-    p.add_argument("--seeds", default="3", help="seeds per method: a count N (0..N-1) or a list, e.g. 1,2 (3)")
+    p.add_argument("--seeds", default="3", help="seeds per method: a count N (0..N-1) or a list, e.g. 1,2 or 0, for seed 0 alone (3)")
     p.add_argument("--report", action="store_true",
                    help="run nothing: the figures from every method and seed already in the output folder")
     p.add_argument("--max-epochs", type=int, default=4, help="epochs per trial at most (4)")
@@ -621,9 +621,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not methods:
         p.error(f"--methods: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHODS)}")
     try:
-        seeds = [int(x) for x in args.seeds.split(",")] if "," in args.seeds else list(range(int(args.seeds)))
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if "," in args.seeds else list(range(int(args.seeds)))
     except ValueError:
         p.error(f"--seeds {args.seeds}: a count or a comma-separated list of seeds")
+    if not seeds:
+        p.error(f"--seeds {args.seeds}: no seed to run (a count of at least 1, or a list such as 0,2)")
     stem = f"search_{args.date}"
     work = args.out / stem
 
