@@ -227,17 +227,10 @@ def _time_box(run: RunFolder, busy_share: float | None) -> str:
     scheduler, searcher = run.config.get("scheduler") or {}, run.config.get("searcher") or {}
     asha = run.config.get("asha") or {}
     rows.append(("search", f"{html.escape(str(searcher.get('kind', 'tpe')))} searcher, "
-                           f"{html.escape(str(scheduler.get('kind', 'asha')))} scheduler ({_grace(asha)}, "
+                           f"{html.escape(str(scheduler.get('kind', 'asha')))} scheduler (grace {asha.get('grace_period')}, "
                            f"reduction {asha.get('reduction_factor')}), up to {budget.get('max_epochs')} epochs a trial"
                            + (", baseline stop on" if asha.get("stop_at_baseline") else "")))
     return _box("Time", "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>")
-
-
-def _grace(asha: dict) -> str:
-    """The scheduler's first rung as the run's sweep.yaml counts it: in epochs, or in training seconds."""
-    if asha.get("progress") == "seconds":
-        return f"counting training seconds, first rung at {asha.get('grace_seconds')} s"
-    return f"grace {asha.get('grace_period')}"
 
 
 def _endings_box(run: RunFolder, endings: pd.Series) -> str:

@@ -29,10 +29,8 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
       bidirectional:  {choice: [false, true]}
     budget:   {num_samples, max_epochs, max_concurrent, max_minutes, reports_per_epoch}
     scheduler: {kind}           # asha | fifo | hyperband | median: Ray Tune's trial schedulers
-    asha:     {grace_period, reduction_factor, progress, grace_seconds, stop_at_baseline, spare_falling,
-               spare_within_budget}                          # the schedulers' knobs; progress: epochs | seconds
-    searcher: {kind, seed, n_startup_trials, startup, compare, good_share}   # kind: tpe | random;
-                                                     # startup: random | cheap; compare: last | same_progress
+    asha:     {grace_period, reduction_factor, rejudge, stop_at_baseline, spare_falling, spare_within_budget}  # the schedulers' knobs
+    searcher: {kind, seed, n_startup_trials, startup}            # kind: tpe | random; startup: random | cheap
     resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid, gpu_process_reserve_mb,
                 allow_cpu_fallback,
                 trial_memory_gb, min_batch_size, memory_headroom, max_oom_retries,
@@ -151,16 +149,13 @@ class Budget:
 class Asha:
     """ASHA's knobs, which the other schedulers share (``search.searcher.make_scheduler``)."""
 
-    PROGRESS = ("epochs", "seconds")  # not annotated: not a field
-
     # Epochs every trial gets before it can be stopped, 1/reports_per_epoch..max_epochs (asha, median,
     # the baseline stop); a fraction (0.5) with budget.reports_per_epoch above 1.
     grace_period: float = 1.0
     reduction_factor: int = 2  # keep the best 1/reduction_factor at each rung, >= 2 (asha, hyperband)
-    # What ASHA counts a trial's progress in (asha): epochs (fractional within an epoch) | seconds
-    # (its training seconds: a model ten times as slow an epoch meets the others at equal cost)
-    progress: str = "epochs"
-    grace_seconds: float = 10.0  # with progress seconds: training seconds before ASHA's first rung, > 0
+    # Judge a running trial again at its rung as later trials reach it, instead of once when it got
+    # there first (asha; search.searcher.RejudgingASHA).
+    rejudge: bool = False
     # From the grace period on, stop a trial that is no better than its task's baseline (the
     # unigram model; the class frequencies): it has learned nothing from the context yet.
     stop_at_baseline: bool = True
@@ -179,7 +174,6 @@ class SearcherSettings:
 
     KINDS = ("tpe", "random")  # not annotated: not a field
     STARTUPS = ("random", "cheap")
-    COMPARES = ("last", "same_progress")
 
     kind: str = "tpe"  # tpe: Optuna's TPE | random: Optuna's random sampler; both keep optuna.db
     seed: int = 0  # seeds the searcher, so a sweep proposes the same configs again
@@ -187,13 +181,6 @@ class SearcherSettings:
     # How TPE's start-up trials are drawn (tpe): random | cheap: each the cheapest to train of
     # search.searcher.CHEAP_POOL random draws (search.searcher.CheapStart)
     startup: str = "random"
-    # What TPE ranks trials by (tpe): last: a finished or stopped trial's last value, a running one
-    # as the worst (Ray's OptunaSearch as it is) | same_progress: every trial that has reported, at
-    # a point of training most trials reached (search.searcher.SweepTPE)
-    compare: str = "last"
-    # The share of trials TPE builds its density of good configurations from (tpe), in (0, 1]:
-    # Optuna's 0.1 (one trial until eleven) | hyperopt's 0.25 (search.searcher.SweepTPE)
-    good_share: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -520,11 +507,8 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
         (config.asha.grace_period <= config.budget.max_epochs, "asha.grace_period", config.asha.grace_period,
          f"<= budget.max_epochs ({config.budget.max_epochs})"),
         (config.asha.reduction_factor >= 2, "asha.reduction_factor", config.asha.reduction_factor, ">= 2"),
-        (config.asha.progress in Asha.PROGRESS, "asha.progress", config.asha.progress,
-         f"one of {', '.join(Asha.PROGRESS)}"),
-        (config.asha.progress == "epochs" or config.scheduler.kind == "asha", "asha.progress", config.asha.progress,
-         f"epochs with scheduler.kind {config.scheduler.kind} (it counts epochs); seconds is ASHA's"),
-        (config.asha.grace_seconds > 0, "asha.grace_seconds", config.asha.grace_seconds, "> 0"),
+        (not config.asha.rejudge or config.scheduler.kind == "asha", "asha.rejudge", config.asha.rejudge,
+         f"false with scheduler.kind {config.scheduler.kind}: re-judging is ASHA's"),
         (config.searcher.n_startup_trials >= 1, "searcher.n_startup_trials", config.searcher.n_startup_trials, ">= 1"),
         (config.searcher.kind in SearcherSettings.KINDS, "searcher.kind", config.searcher.kind,
          f"one of {', '.join(SearcherSettings.KINDS)}"),
@@ -533,14 +517,6 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
         (config.searcher.startup == "random" or config.searcher.kind == "tpe", "searcher.startup",
          config.searcher.startup, "random with searcher.kind random (it draws every trial at random); "
          "cheap start-up trials are TPE's"),
-        (config.searcher.compare in SearcherSettings.COMPARES, "searcher.compare", config.searcher.compare,
-         f"one of {', '.join(SearcherSettings.COMPARES)}"),
-        (config.searcher.compare == "last" or config.searcher.kind == "tpe", "searcher.compare",
-         config.searcher.compare, "last with searcher.kind random (it reads no results)"),
-        (0 < config.searcher.good_share <= 1, "searcher.good_share", config.searcher.good_share,
-         "in (0, 1]: the share of trials TPE counts as good"),
-        (config.searcher.good_share == 0.1 or config.searcher.kind == "tpe", "searcher.good_share",
-         config.searcher.good_share, "0.1 with searcher.kind random (it reads no results)"),
         (config.scheduler.kind in SchedulerSettings.KINDS, "scheduler.kind", config.scheduler.kind,
          f"one of {', '.join(SchedulerSettings.KINDS)}"),
         (config.resources.cpus_per_trial > 0, "resources.cpus_per_trial", config.resources.cpus_per_trial, "> 0"),

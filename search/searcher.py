@@ -8,7 +8,6 @@ stopped early; the ``asha`` section holds the knobs the schedulers share::
     searcher.startup random (default) TPE's start-up trials are its own random draws
                     cheap            each start-up trial the cheapest of CHEAP_POOL draws (CheapStart)
     scheduler.kind  asha (default)   ASHAScheduler(max_t=max_epochs, grace_period, reduction_factor)
-                                     asha.progress seconds: time_attr train_seconds, grace_seconds
                     fifo             FIFOScheduler: no early stopping
                     hyperband        HyperBandScheduler(max_t=max_epochs, reduction_factor)
                     median           MedianStoppingRule(grace_period)
@@ -34,9 +33,7 @@ Its own module so that ``ResumableOptunaSearch`` can be unpickled from ``tuner.p
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -57,7 +54,6 @@ log = logging.getLogger("lstm_sweep.search")
 
 STUDY_FILE = "optuna.db"
 CHEAP_POOL = 4  # random draws a cheap start-up trial is the cheapest of
-OPTUNA_GOOD_SHARE = 0.1  # the share of trials Optuna's TPE counts as good (its default_gamma)
 CHEAP_ATTR = "startup"  # the user attribute of an Optuna trial the cheap start-up design enqueued
 
 
@@ -106,96 +102,6 @@ class CheapStart:
                  for _ in range(self.count)]
         return [min(pool, key=lambda params: training_work_per_token(self.sizer.spec({**self.fixed, **params})))
                 for pool in pools]
-
-
-class SweepTPE(optuna.samplers.TPESampler):
-    """Optuna's TPE with two changes for a sweep of few, long, asynchronous trials under ASHA
-    (``searcher.compare: same_progress``, ``searcher.good_share``); Optuna's ``TPESampler`` otherwise.
-
-    TPE splits the trials into a good few and the rest, and proposes where a density model of the
-    good beats that of the bad (Bergstra, Bardenet, Bengio and Kégl, NeurIPS 2011). Two things make
-    that split weak in a sweep of ten trials (BENCHMARKS.md, issue 15):
-
-    - **What it compares** (``same_progress``). As Ray's ``OptunaSearch`` tells it, a trial ASHA
-      stopped is COMPLETE with its value from half an epoch in, and a running trial counts as the
-      worst of all (Optuna's constant liar, which keeps parallel proposals apart). With two trials
-      at a time and epochs of a minute, the most promising trial is often a running one. Here every
-      trial that has reported is ranked by its value at the deepest report that at least
-      ``gamma(n) + 1`` trials reached (``training_iteration``: the same point of training for every
-      trial of a sweep), or at its last report if it stopped or is still running short of it, as
-      successive halving compares them (BOHB, Falkner, Klein and Hutter, ICML 2018, models the largest
-      budget with enough results in the same spirit). A running trial with no report yet stays the
-      constant liar's worst; the trials a warm start carried keep their own state and value.
-    - **How many are good** (``good_share``). Optuna's ``gamma`` takes the best 10% (rounded up):
-      one trial until there are eleven, and a density of one point and the prior proposes nearly at
-      random. Hyperopt's TPE takes 25%. ``gamma(n) = min(ceil(good_share * n), 25)``.
-
-    The start-up (random) trials, the candidates and the acquisition are TPE's own.
-
-    Example:
-        >>> sampler = SweepTPE(seed=0, n_startup_trials=4, same_progress=True, good_share=0.25)
-        >>> study = optuna.create_study(sampler=sampler)  # then study.ask() / tell() as with TPESampler
-    """
-
-    def __init__(self, *, same_progress: bool = True, good_share: float = 0.1, **kwargs):
-        if not 0 < good_share <= 1:
-            raise ValueError(f"good_share={good_share} must be in (0, 1]: the share of trials TPE counts as good")
-        super().__init__(**kwargs)
-        self._same_progress, self._good_share = same_progress, good_share
-        # Optuna deprecated TPESampler's gamma argument (4.9); the attribute is what _sample reads.
-        self._gamma = functools.partial(_good_count, good_share)
-
-    def _sample(self, study: optuna.Study, trial: optuna.trial.FrozenTrial,
-                search_space: dict[str, optuna.distributions.BaseDistribution]) -> dict:
-        if self._same_progress:
-            study = _AtSameProgress(study, self._gamma)
-        return super()._sample(study, trial, search_space)
-
-
-def _good_count(share: float, n: int) -> int:
-    """How many of ``n`` trials TPE counts as good: Optuna's ``default_gamma`` with ``share`` for its 0.1."""
-    return min(math.ceil(share * n), 25)
-
-
-class _AtSameProgress:
-    """A study as :class:`SweepTPE` shows it to TPE: its trials, each scored at a common report."""
-
-    def __init__(self, study: optuna.Study, gamma: Callable[[int], int]):
-        self._study, self._gamma = study, gamma
-
-    def __getattr__(self, name: str):
-        return getattr(self._study, name)
-
-    def _get_trials(self, deepcopy: bool = False, states=None, use_cache: bool = False):
-        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        return same_progress_view(trials, self._gamma)
-
-
-def same_progress_view(trials: list[optuna.trial.FrozenTrial],
-                       gamma: Callable[[int], int]) -> list[optuna.trial.FrozenTrial]:
-    """``trials`` with each one that reported (and was not carried by a warm start) turned into a
-    COMPLETE trial whose value is its report at the deepest step at least ``gamma(n) + 1`` of them
-    reached, or its last report before that; the others as they are (see :class:`SweepTPE`)."""
-    import copy
-
-    from lstm_sweep.search.warmstart import ATTR as WARM_START
-
-    scored = [t for t in trials if t.intermediate_values and WARM_START not in t.user_attrs]
-    ids = {id(t) for t in scored}
-    if not scored:
-        return trials
-    finished = sum(t.state != optuna.trial.TrialState.RUNNING or id(t) in ids for t in trials)  # TPE's n
-    depths = sorted((max(t.intermediate_values) for t in scored), reverse=True)
-    step = depths[min(len(depths), gamma(finished) + 1) - 1]  # the deepest that gamma(n) + 1 reached
-    view = []
-    for t in trials:
-        if id(t) in ids:
-            steps = [k for k in t.intermediate_values if k <= step]
-            value = t.intermediate_values[max(steps)] if steps else t.intermediate_values[min(t.intermediate_values)]
-            t = copy.copy(t)
-            t.state, t.values = optuna.trial.TrialState.COMPLETE, [value if math.isfinite(value) else math.inf]
-        view.append(t)
-    return view
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -279,10 +185,7 @@ def make_searcher(config: SweepConfig, run_dir: str | Path, warm_start: WarmStar
 
 
 _SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
-    "tpe": lambda s: (optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
-                      if s.compare == "last" and s.good_share == OPTUNA_GOOD_SHARE else
-                      SweepTPE(seed=s.seed, n_startup_trials=s.n_startup_trials,
-                               same_progress=s.compare == "same_progress", good_share=s.good_share)),
+    "tpe": lambda s: optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials),
     "random": lambda s: optuna.samplers.RandomSampler(seed=s.seed),
 }
 
@@ -293,19 +196,15 @@ def make_scheduler(config: SweepConfig) -> TrialScheduler:
     Time is counted in epochs: for ASHA the reported ``epoch`` (0.25, 0.5, ... for in-epoch
     reports: ``grace_period`` may be a fraction), for the others ``training_iteration`` (they take
     one report an epoch: ``search.config`` refuses more); metric and mode come from the Tuner.
-    Epochs by default, not optimizer steps: replayed on measured curves (bench/stop_rules.py,
+    Epochs, not optimizer steps or seconds: replayed on measured curves (bench/stop_rules.py,
     BENCHMARKS.md), ASHA counting steps stopped the best configuration more often and spared
-    big batches no more. With ``asha.progress: seconds`` ASHA counts each trial's training
-    seconds instead (its reports' ``train_seconds``), from ``asha.grace_seconds`` on: a trial
-    whose epoch costs ten times another's is judged against what the others reached in the
-    same seconds, so under a wall-clock budget a slow configuration cannot hold a slot on the
-    strength of being the first to reach a rung measured in epochs (BENCHMARKS.md, issue 15).
-    Seconds follow whatever else the machine runs; epochs do not.
+    big batches no more, and seconds depend on what else the machine runs.
 
     - ``asha``: Asynchronous Successive Halving (Li et al., "A System for Massively Parallel
       Hyperparameter Tuning", arXiv 2018, MLSys 2020): from ``grace_period`` epochs on, at
       rungs ``reduction_factor`` times apart up to ``budget.max_epochs``, a trial not in the
-      best ``1/reduction_factor`` of those that reached the rung stops.
+      best ``1/reduction_factor`` of those that reached the rung stops. With ``asha.rejudge``,
+      :class:`RejudgingASHA`: a running trial is judged again at its rung as later trials reach it.
     - ``fifo``: every trial runs to ``max_epochs`` (the baseline stop aside).
     - ``hyperband``: HyperBand (Li et al., "Hyperband: A Novel Bandit-Based Approach to
       Hyperparameter Optimization", ICLR 2017, JMLR 2018): successive halving over brackets
@@ -333,25 +232,50 @@ def make_scheduler(config: SweepConfig) -> TrialScheduler:
 
 _EPOCHS = "training_iteration"  # one report per epoch, so Tune's iteration count is the epoch count
 _PROGRESS = "epoch"  # the trainable's epoch: fractional for an in-epoch report (search.trainable)
-_SECONDS = "train_seconds"  # the trainable's training seconds so far (asha.progress: seconds)
-_SECONDS_MAX_T = 7 * 24 * 3600  # no trial trains longer: its rungs go that far; it ends at max_epochs itself
-
-
-def _asha(max_epochs: int, asha) -> ASHAScheduler:
-    if asha.progress == "seconds":
-        return ASHAScheduler(time_attr=_SECONDS, max_t=_SECONDS_MAX_T, grace_period=asha.grace_seconds,
-                             reduction_factor=asha.reduction_factor)
-    return ASHAScheduler(time_attr=_PROGRESS, max_t=max_epochs, grace_period=asha.grace_period,
-                         reduction_factor=asha.reduction_factor)
-
-
 _SCHEDULERS: dict[str, Callable[..., TrialScheduler]] = {
-    "asha": _asha,
+    "asha": lambda max_epochs, asha: (RejudgingASHA if asha.rejudge else ASHAScheduler)(
+        time_attr=_PROGRESS, max_t=max_epochs, grace_period=asha.grace_period,
+        reduction_factor=asha.reduction_factor),
     "fifo": lambda max_epochs, asha: FIFOScheduler(),
     "hyperband": lambda max_epochs, asha: HyperBandScheduler(time_attr=_EPOCHS, max_t=max_epochs,
                                                              reduction_factor=asha.reduction_factor),
     "median": lambda max_epochs, asha: MedianStoppingRule(time_attr=_EPOCHS, grace_period=asha.grace_period),
 }
+
+
+class RejudgingASHA(ASHAScheduler):
+    """Ray Tune's ASHA whose promotions are not final (``asha.rejudge``).
+
+    ASHA lets a trial past a rung when it is in the best ``1/reduction_factor`` of the trials
+    that reached the rung before it, so the first trial to reach a rung is its own cut-off and
+    always goes on. Li et al. accept such mispromotions as the price of never waiting; with a
+    handful of trials under a wall-clock budget they are most of the decisions, and a slow
+    configuration that is first at every rung holds its slot for the whole budget
+    (BENCHMARKS.md, issue 15: a 2-layer hidden-512 model that ran 280 of 300 s). Here every
+    report of a running trial also judges it again at the highest rung it passed, against all
+    the trials that have reached that rung since, and stops it when it is now in the worse part:
+    the decision synchronous successive halving would make, taken as soon as the rung holds the
+    trials to make it. Each trial is still compared at the same progress (its value at the rung).
+
+    Example:
+        >>> scheduler = RejudgingASHA(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2)
+        >>> scheduler.set_search_properties("val_loss", "min")
+        True
+    """
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action != TrialScheduler.CONTINUE or trial.trial_id not in self._trial_info:
+            return action
+        bracket = self._trial_info[trial.trial_id]
+        for _, recorded in bracket._rungs:  # Ray keeps them highest milestone first
+            if trial.trial_id in recorded:
+                cutoff = bracket.cutoff(recorded)  # the rung's cut-off as it stands now
+                if cutoff is not None and recorded[trial.trial_id] < cutoff:  # Ray's sign: higher is better
+                    self._num_stopped += 1
+                    return TrialScheduler.STOP
+                break
+        return action
 
 
 def _check_kind(key: str, kind: str, known: tuple[str, ...]) -> None:

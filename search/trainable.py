@@ -227,26 +227,12 @@ class _ReportToTune(keras.callbacks.Callback):
         self._last: dict[str, Any] = {}
         self._marks: dict[int, int] = {}  # step of an epoch (1-based) -> which in-epoch report it is
         self._epoch, self._epoch_started = 0, 0.0
-        # Training seconds (fit's, validations within it included) of this trial's earlier epochs
-        # and attempts; with the running fit's, a report's ``train_seconds``: what ASHA counts
-        # with ``asha.progress: seconds``. A resumed trial goes on from its checkpoint's.
-        self._seconds_done, self._fit_started = float(state.get("train_seconds", 0.0)), 0.0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        # A fit that ended in an error (out of memory) never reached on_train_end: its seconds count too.
-        self._seconds_done, self._fit_started = self.train_seconds, time.perf_counter()
         steps = int(self.params.get("steps") or 0) if self.subset is not None else 0
         self._marks = _report_steps(steps, self.reports_per_epoch)
         if self.subset is not None and not self.state["epoch"] and not self.baseline.seen and self.baseline.wants_start:
             self.baseline.start({**self.job.evaluate(self.model, self.subset), "val_on": "subset"})
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        self._seconds_done, self._fit_started = self.train_seconds, 0.0
-
-    @property
-    def train_seconds(self) -> float:
-        """This trial's training seconds so far, over every fit it ran (an out-of-memory retry's too)."""
-        return self._seconds_done + (time.perf_counter() - self._fit_started if self._fit_started else 0.0)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch, self._epoch_started = epoch, time.perf_counter()
@@ -271,7 +257,7 @@ class _ReportToTune(keras.callbacks.Callback):
         if self.stopped_within:
             return  # stopped at the baseline within this epoch: that report was the last
         logs = logs or {}
-        self.state = {**self.state, "epoch": epoch + 1, "train_seconds": round(self.train_seconds, 3)}
+        self.state = {**self.state, "epoch": epoch + 1}
         self._last = self._figures(epoch + 1, logs, float(logs["seconds"]), "full")
         self._stop_at_baseline()
         folder = Path(tempfile.mkdtemp(prefix="lstm-sweep-ckpt-"))
@@ -292,7 +278,6 @@ class _ReportToTune(keras.callbacks.Callback):
             "steps": int(self.model.optimizer.iterations.numpy()),  # optimizer steps so far
             **{name: float(logs[name]) for name in self.job.reported if name in logs},
             "epoch_seconds": float(seconds),  # in this epoch so far
-            "train_seconds": round(self.train_seconds, 3),  # in every epoch so far (asha.progress: seconds)
             "batch_size_used": self.state["batch_size"],
             "oom_retries": self.state["oom_retries"],
             "outcome": "",

@@ -269,18 +269,6 @@ def test_asha_stops_a_trial_before_its_first_epoch_ends(tmp_path, local_ray, tin
         assert [(r["epoch"], r["val_on"]) for r in reports[trial_id]] == [
             (0.25, "subset"), (0.5, "subset"), (0.75, "subset"), (1, "full")]
         assert "checkpoint_dir_name" in reports[trial_id][-1]  # checkpoints stay one an epoch
-    # Every report carries the trial's training seconds so far (what ASHA counts with asha.progress:
-    # seconds), rising from report to report; the epoch's checkpoint keeps them for a resume.
-    for trial_id, lines in reports.items():
-        seconds = [r["train_seconds"] for r in lines]
-        assert all(0 < a < b for a, b in zip(seconds, seconds[1:])) or len(seconds) == 1, seconds
-        assert seconds[0] > 0
-        ends = [r for r in lines if r["val_on"] == "full"]
-        for r in ends:
-            assert r["train_seconds"] >= r["epoch_seconds"]
-            state = json.loads(next((run_dir / "ray").glob(f"*{trial_id}*/{r['checkpoint_dir_name']}/state.json"))
-                               .read_text())
-            assert state["train_seconds"] == pytest.approx(r["train_seconds"], abs=1e-3)
     curves = pd.read_csv(run_dir / "curves.csv")
     assert len(curves) == sum(len(r) for r in reports.values())
     assert set(curves.val_on) == {"subset", "full"} and set(curves.epoch) <= {0.25, 0.5, 0.75, 1.0}

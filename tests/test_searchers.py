@@ -69,6 +69,66 @@ def test_median_stopping_gets_the_grace_period():
     assert scheduler._hard_stop  # stops, never pauses, a trial below the median
 
 
+class _Trial:
+    """What ASHA reads of a trial: its id."""
+
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+
+
+def _asha_decisions(rejudge: bool, reports: list[tuple[str, float, float]]) -> list[tuple[str, float, str]]:
+    """Feed ``(trial, epoch, val_loss)`` reports, in order, to the sweep's ASHA (rungs at 0.5, 1, 2
+    epochs); every decision, as ``(trial, epoch, decision)``, up to a trial's first STOP."""
+    config = parse_config({"budget": {"max_epochs": 4, "reports_per_epoch": 2},
+                           "asha": {"grace_period": 0.5, "reduction_factor": 2, "rejudge": rejudge},
+                           "space": SEARCHED})
+    scheduler = make_scheduler(config)
+    scheduler.set_search_properties("val_loss", "min")
+    trials = {name: _Trial(name) for name, *_ in reports}
+    for trial in trials.values():
+        scheduler.on_trial_add(None, trial)
+    decisions, stopped = [], set()
+    for name, epoch, loss in reports:
+        if name not in stopped:
+            decisions.append((name, epoch, scheduler.on_trial_result(None, trials[name],
+                                                                     {"epoch": epoch, "val_loss": loss})))
+            stopped |= {name} if decisions[-1][2] == "STOP" else set()
+    return decisions
+
+
+# A slow configuration starts first and is the first at each rung (its own cut-off); a better one
+# reaches the rungs later; a third, worse than both, comes last.
+FIRST_AT_EACH_RUNG = [("slow", 0.5, 6.0), ("slow", 1.0, 5.8), ("good", 0.5, 5.7), ("good", 1.0, 5.3),
+                      ("slow", 1.5, 5.7), ("slow", 2.0, 5.6), ("good", 1.5, 5.1), ("good", 2.0, 4.9),
+                      ("slow", 2.5, 5.5), ("worse", 0.5, 6.5), ("good", 2.5, 4.8)]
+
+
+def test_asha_lets_the_first_trial_at_a_rung_go_on_however_it_compares_later():
+    decisions = _asha_decisions(False, FIRST_AT_EACH_RUNG)
+    assert ("slow", 2.5, "CONTINUE") in decisions  # worse than good at every rung, still running
+    assert ("worse", 0.5, "STOP") in decisions
+
+
+def test_asha_rejudging_stops_the_first_trial_once_a_better_one_reaches_its_rung():
+    decisions = _asha_decisions(True, FIRST_AT_EACH_RUNG)
+    assert isinstance(make_scheduler(config_with(asha={"rejudge": True})), searcher_module.RejudgingASHA)
+    # slow passed rung 1 alone; good reached it with 5.3 against its 5.8, so slow's next report stops it.
+    assert [d for d in decisions if d[0] == "slow"] == [("slow", 0.5, "CONTINUE"), ("slow", 1.0, "CONTINUE"),
+                                                        ("slow", 1.5, "STOP")]
+    assert all(d == "CONTINUE" for name, _, d in decisions if name == "good")  # the better half stays
+    assert ("worse", 0.5, "STOP") in decisions  # a trial worse at its first rung stops as in ASHA
+
+
+def test_asha_rejudging_keeps_the_better_half_not_only_the_best():
+    # Four trials reach half an epoch in the order b, a, c, d, then a and b report again before the
+    # next rung. With reduction factor 2 the rung's cut-off is the median of those there: b (5.9)
+    # went on as the first, and is in the worse half once the others have come; a (5.5) is not.
+    reports = [("b", 0.5, 5.9), ("a", 0.5, 5.5), ("c", 0.5, 5.6), ("d", 0.5, 5.7), ("a", 0.75, 5.4), ("b", 0.75, 5.8)]
+    assert _asha_decisions(False, reports) == [("b", 0.5, "CONTINUE"), ("a", 0.5, "CONTINUE"), ("c", 0.5, "CONTINUE"),
+                                               ("d", 0.5, "STOP"), ("a", 0.75, "CONTINUE"), ("b", 0.75, "CONTINUE")]
+    assert _asha_decisions(True, reports)[-2:] == [("a", 0.75, "CONTINUE"), ("b", 0.75, "STOP")]
+
+
 def test_the_metric_and_mode_are_left_to_the_tuner():
     # TuneConfig(metric, mode) reaches every scheduler; one given twice would make Tune refuse.
     for kind in ("asha", "hyperband", "median"):
@@ -88,28 +148,6 @@ def test_tpe_is_today_s_optuna_search_with_its_study_in_the_run_folder(tmp_path)
     assert searcher._storage.url == f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
     assert searcher._study_name == "run"
     assert (run_dir / "optuna.db").is_file()
-
-
-def test_compare_same_progress_is_tpe_reading_the_trials_at_the_same_progress(tmp_path):
-    import ray.cloudpickle as pickle
-
-    searcher = make_searcher(config_with(searcher={"seed": 7, "compare": "same_progress"}), tmp_path)
-    assert type(searcher._sampler) is searcher_module.SweepTPE
-    assert isinstance(searcher._sampler, optuna.samplers.TPESampler) and same_seed(searcher._sampler, 7)
-    assert type(pickle.loads(pickle.dumps(searcher))._sampler) is searcher_module.SweepTPE  # a resume
-
-
-def test_good_share_sets_how_many_trials_tpe_counts_as_good(tmp_path):
-    config = config_with(searcher={"seed": 7, "good_share": 0.25})
-    sampler = make_searcher(config, tmp_path)._sampler
-    assert type(sampler) is searcher_module.SweepTPE and not sampler._same_progress  # compare: last
-    assert [sampler._gamma(n) for n in (1, 4, 5, 8, 12, 200)] == [1, 1, 2, 2, 3, 25]
-    # Optuna's own share: one trial until eleven, as its default_gamma.
-    from optuna.samplers._tpe.sampler import default_gamma
-
-    assert all(searcher_module._good_count(0.1, n) == default_gamma(n) for n in range(1, 300))
-    with pytest.raises(ValueError, match="good_share=1.5 must be in"):
-        searcher_module.SweepTPE(good_share=1.5)
 
 
 def test_random_is_optuna_s_random_sampler_with_the_same_study(tmp_path):
@@ -255,11 +293,8 @@ def test_training_work_ranks_models_as_their_epochs_cost():
     ({"searcher": {"startup": "fast"}}, r"sweep.yaml: searcher.startup: 'fast' must be one of random, cheap$"),
     ({"searcher": {"kind": "random", "startup": "cheap"}}, r"searcher.startup: 'cheap' must be random with "
      r"searcher.kind random \(it draws every trial at random\)"),
-    ({"searcher": {"compare": "final"}}, r"sweep.yaml: searcher.compare: 'final' must be one of last, same_progress$"),
-    ({"searcher": {"kind": "random", "compare": "same_progress"}},
-     r"searcher.compare: 'same_progress' must be last with searcher.kind random \(it reads no results\)"),
-    ({"searcher": {"good_share": 0}}, r"sweep.yaml: searcher.good_share: 0.0 must be in \(0, 1\]"),
-    ({"searcher": {"kind": "random", "good_share": 0.25}}, r"searcher.good_share: 0.25 must be 0.1 with searcher.kind random"),
+    ({"scheduler": {"kind": "median"}, "asha": {"rejudge": True}},
+     r"sweep.yaml: asha.rejudge: True must be false with scheduler.kind median: re-judging is ASHA's$"),
 ])
 def test_a_bad_kind_is_a_config_error_naming_the_key(raw, message):
     with pytest.raises(ConfigError, match=message):
@@ -279,8 +314,7 @@ def test_the_factories_refuse_a_kind_built_by_hand(tmp_path):
 def test_the_kinds_round_trip_through_sweep_yaml(tmp_path):
     config = config_with(searcher={"kind": "random", "seed": 2}, scheduler={"kind": "median"})
     raw = config.to_dict()
-    assert raw["searcher"] == {"kind": "random", "seed": 2, "n_startup_trials": 4, "startup": "random",
-                               "compare": "last", "good_share": 0.1}
+    assert raw["searcher"] == {"kind": "random", "seed": 2, "n_startup_trials": 4, "startup": "random"}
     assert raw["scheduler"] == {"kind": "median"}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))  # as run_sweep writes it
@@ -356,151 +390,3 @@ def test_a_sweep_with_a_cheap_start_runs_its_cheap_trials_first(tmp_path, local_
     ran = {(int(r.embedding_size), int(r.hidden_size), round(r.learning_rate, 9)) for r in trials.itertuples()}
     assert {(t.params["embedding_size"], t.params["hidden_size"], round(t.params["learning_rate"], 9))
             for t in cheap} <= ran
-
-
-# --- ASHA counting training seconds (asha.progress: seconds) -----------------------------------------
-
-class _Trial:
-    """What ASHA reads of a trial: its id."""
-
-    def __init__(self, trial_id: str):
-        self.trial_id = trial_id
-
-
-def _asha_decisions(progress: str, reports: list[tuple[str, float, float, float]]) -> dict[str, str]:
-    """Feed ``(trial, epoch, train_seconds, val_loss)`` reports, in order, to the sweep's ASHA;
-    each trial's last decision."""
-    config = parse_config({"budget": {"max_epochs": 4, "reports_per_epoch": 2},
-                           "asha": {"grace_period": 0.5, "reduction_factor": 2, "progress": progress,
-                                    "grace_seconds": 10}, "space": SEARCHED})
-    scheduler = make_scheduler(config)
-    scheduler.set_search_properties("val_loss", "min")
-    trials = {name: _Trial(name) for name, *_ in reports}
-    for trial in trials.values():
-        scheduler.on_trial_add(None, trial)
-    decisions = {}
-    for name, epoch, seconds, loss in reports:
-        decisions[name] = scheduler.on_trial_result(None, trials[name],
-                                                    {"epoch": epoch, "train_seconds": seconds, "val_loss": loss})
-    return decisions
-
-
-def test_asha_counting_seconds_judges_a_slow_trial_against_what_others_reached_in_the_same_seconds():
-    # Two fast trials (8 s a half epoch) and a slow one (40 s a half epoch), as two slots run them:
-    # the slow one is the first to reach half an epoch, and no trial had reached it before.
-    reports = [("fast1", 0.5, 8, 6.0), ("fast1", 1.0, 16, 5.6), ("fast1", 1.5, 24, 5.3), ("fast1", 2.0, 32, 5.1),
-               ("fast1", 2.5, 40, 5.0),
-               ("slow", 0.5, 40, 5.9),
-               ("fast2", 0.5, 8, 6.1), ("fast2", 1.0, 16, 5.7)]
-    by_epochs = _asha_decisions("epochs", reports)
-    by_seconds = _asha_decisions("seconds", reports)
-    # In epochs the slow trial meets fast1's 6.0 at half an epoch and goes on; in seconds it meets
-    # fast1's 5.0 after 40 s of training (rung 40 s) and stops.
-    assert by_epochs["slow"] == "CONTINUE" and by_seconds["slow"] == "STOP"
-    assert by_epochs["fast1"] == by_seconds["fast1"] == "CONTINUE"
-
-
-def test_asha_counting_seconds_gets_its_rungs_from_grace_seconds():
-    scheduler = make_scheduler(config_with(asha={"grace_period": 2, "reduction_factor": 3, "progress": "seconds",
-                                                 "grace_seconds": 5}))
-    assert isinstance(scheduler, ASHAScheduler) and scheduler._time_attr == "train_seconds"
-    rungs = [milestone for milestone, _ in scheduler._brackets[0]._rungs]
-    assert rungs[-4:] == [135, 45, 15, 5]  # grace_seconds * 3**k, up to a week: no trial trains longer
-    # grace_period still says when the baseline stop may judge, in epochs; the scheduler ignores it.
-    assert config_with(asha={"progress": "seconds"}).asha.grace_period == 1.0
-
-
-@pytest.mark.parametrize("raw, message", [
-    ({"asha": {"progress": "steps"}}, r"sweep.yaml: asha.progress: 'steps' must be one of epochs, seconds$"),
-    ({"scheduler": {"kind": "hyperband"}, "asha": {"progress": "seconds"}},
-     r"asha.progress: 'seconds' must be epochs with scheduler.kind hyperband"),
-    ({"asha": {"progress": "seconds", "grace_seconds": 0}}, r"asha.grace_seconds: 0.0 must be > 0$"),
-])
-def test_a_bad_progress_is_a_config_error_naming_the_key(raw, message):
-    with pytest.raises(ConfigError, match=message):
-        parse_config(raw, source="sweep.yaml")
-
-
-# --- TPE comparing trials at the same progress (searcher.compare: same_progress) ---------------------
-
-def _study_with_a_running_leader(sampler) -> optuna.Study:
-    """Five trials over x in [0, 1], as a sweep under ASHA leaves them: three stopped at their first
-    report (step 1) and one that finished (x = 0.2), told as Ray's OptunaSearch tells them (COMPLETE
-    with their last value), and the leader at x = 0.8, still running, the best at every report."""
-    study = optuna.create_study(sampler=sampler)
-    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
-    for x, curve, running in [(0.05, [6.0], False), (0.4, [6.1], False), (0.6, [5.9], False),
-                              (0.2, [5.8, 5.5, 5.3, 5.1], False), (0.8, [5.2, 4.9], True)]:
-        trial = study.ask(fixed_distributions={})
-        study.enqueue_trial({"x": x})
-        trial = study.ask(space)
-        for step, value in enumerate(curve, start=1):
-            trial.report(value, step)
-        if not running:
-            study.tell(trial, curve[-1])
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if not trial.intermediate_values:  # the empty asks above
-            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-    return study
-
-
-def _first_proposal(sampler) -> float:
-    return _study_with_a_running_leader(sampler).ask({"x": optuna.distributions.FloatDistribution(0.0, 1.0)}).params["x"]
-
-
-def test_same_progress_tpe_proposes_beside_the_running_leader_where_tpe_proposes_beside_a_stopped_trial():
-    ours = np.array([_first_proposal(searcher_module.SweepTPE(seed=seed, n_startup_trials=4))
-                     for seed in range(8)])
-    plain = np.array([_first_proposal(optuna.samplers.TPESampler(seed=seed, n_startup_trials=4))
-                      for seed in range(8)])
-    # TPE's good group (gamma(5) = 1 trial) is the finished x = 0.2 (5.1), the leader being a
-    # running trial, which the constant liar counts as the worst; compared at step 2, which two
-    # trials reached, the leader's 4.9 beats 5.5. Either proposes on the far side of its good
-    # trial from the bad ones (x = 0.4 and 0.6).
-    assert (ours > 0.7).all() and (plain < 0.3).mean() >= 0.75, (ours.round(2), plain.round(2))
-
-
-def test_the_same_progress_view_scores_each_trial_at_the_deepest_report_enough_trials_reached():
-    from optuna.trial import TrialState, create_trial
-
-    space = {"x": optuna.distributions.FloatDistribution(0, 1)}
-
-    def trial(number, curve, running=False, **attrs):
-        t = create_trial(state=TrialState.RUNNING if running else TrialState.COMPLETE,
-                         value=None if running else 9.0, params={"x": 0.5},
-                         distributions=space, intermediate_values=dict(enumerate(curve, start=1)),
-                         user_attrs=attrs)
-        t.number = number
-        return t
-
-    trials = [trial(0, [6.0]), trial(1, [5.8, 5.84, 5.7]), trial(2, [5.4, 5.19], running=True),
-              trial(3, [5.6, 5.59, 5.5, 5.45]), trial(4, [], running=True), trial(5, [float("nan")]),
-              trial(6, [4.0, 3.9, 3.8, 3.7], warm_start="runs/x/abc")]
-    view = {t.number: t for t in searcher_module.same_progress_view(trials, lambda n: 1)}
-    # gamma 1: the deepest step two trials reached is 3 (trials 1 and 3).
-    assert {n: t.value for n, t in view.items() if n in (0, 1, 2, 3)} == {0: 6.0, 1: 5.7, 2: 5.19, 3: 5.5}
-    assert view[2].state == TrialState.COMPLETE and trials[2].state == TrialState.RUNNING  # a copy
-    assert view[4].state == TrialState.RUNNING  # nothing reported yet: the constant liar's
-    assert view[5].value == float("inf")  # a diverged trial ranks last
-    assert view[6] is trials[6] and view[6].value == 9.0  # a warm start's trial keeps its own value (and steps)
-    assert {n: t.value for n, t in view.items() if n in (1, 3)} != {1: 5.84, 3: 5.59}
-
-
-@pytest.mark.slow
-def test_a_sweep_whose_tpe_compares_at_the_same_progress_proposes_from_every_trials_reports(
-        tmp_path, local_ray, tiny_sweep):
-    from lstm_sweep.search.sweep import run_sweep
-
-    config = tiny_sweep(tmp_path, samples=4, epochs=2, budget={"num_samples": 4, "max_epochs": 2,
-                                                               "max_concurrent": 2, "reports_per_epoch": 2},
-                        asha={"grace_period": 0.5, "reduction_factor": 2},
-                        searcher={"seed": 3, "n_startup_trials": 2, "compare": "same_progress"})
-    outcome = run_sweep(config, name="run")
-    assert not outcome.interrupted
-    run_dir = tmp_path / "run"
-    study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'optuna.db'}")
-    assert len(study.trials) == 4 and all(t.intermediate_values for t in study.trials)
-    # The proposals after the start-up read the study through the view, as TPE's sampler saw it then.
-    view = searcher_module.same_progress_view(study.get_trials(deepcopy=False), lambda n: 1)
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in view)
-    assert len(pd.read_csv(run_dir / "trials.csv")) == 4
