@@ -252,8 +252,8 @@ class RejudgingASHA(ASHAScheduler):
     handful of trials under a wall-clock budget they are most of the decisions, and a slow
     configuration that is first at every rung holds its slot for the whole budget
     (BENCHMARKS.md, issue 15: a 2-layer hidden-512 model that ran 280 of 300 s). Here every
-    report of a running trial also judges it again at the highest rung it passed, against all
-    the trials that have reached that rung since, and stops it when it is now in the worse part:
+    report of a running trial also judges it again at the highest rung it passed, by ASHA's own
+    rule, against all the trials that have reached that rung, and stops it when it is now in the worse part:
     the decision synchronous successive halving would make, taken as soon as the rung holds the
     trials to make it. Each trial is still compared at the same progress (its value at the rung).
 
@@ -268,13 +268,12 @@ class RejudgingASHA(ASHAScheduler):
         if action != TrialScheduler.CONTINUE or trial.trial_id not in self._trial_info:
             return action
         bracket = self._trial_info[trial.trial_id]
-        for _, recorded in bracket._rungs:  # Ray keeps them highest milestone first
-            if trial.trial_id in recorded:
-                cutoff = bracket.cutoff(recorded)  # the rung's cut-off as it stands now
-                if cutoff is not None and recorded[trial.trial_id] < cutoff:  # Ray's sign: higher is better
-                    self._num_stopped += 1
-                    return TrialScheduler.STOP
-                break
+        recorded = next((r for _, r in bracket._rungs if trial.trial_id in r), {})  # highest milestone first
+        # ASHA's own rule, again: the trial against the others at its rung, as they stand now.
+        cutoff = bracket.cutoff({other: value for other, value in recorded.items() if other != trial.trial_id})
+        if cutoff is not None and recorded[trial.trial_id] < cutoff:  # Ray's sign: higher is better
+            self._num_stopped += 1
+            return TrialScheduler.STOP
         return action
 
 

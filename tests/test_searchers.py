@@ -89,10 +89,12 @@ def _asha_decisions(rejudge: bool, reports: list[tuple[str, float, float]]) -> l
         scheduler.on_trial_add(None, trial)
     decisions, stopped = [], set()
     for name, epoch, loss in reports:
-        if name not in stopped:
-            decisions.append((name, epoch, scheduler.on_trial_result(None, trials[name],
-                                                                     {"epoch": epoch, "val_loss": loss})))
-            stopped |= {name} if decisions[-1][2] == "STOP" else set()
+        if name in stopped:
+            continue
+        decision = scheduler.on_trial_result(None, trials[name], {"epoch": epoch, "val_loss": loss})
+        decisions.append((name, epoch, decision))
+        if decision == "STOP":
+            stopped.add(name)
     return decisions
 
 
@@ -127,6 +129,19 @@ def test_asha_rejudging_keeps_the_better_half_not_only_the_best():
     assert _asha_decisions(False, reports) == [("b", 0.5, "CONTINUE"), ("a", 0.5, "CONTINUE"), ("c", 0.5, "CONTINUE"),
                                                ("d", 0.5, "STOP"), ("a", 0.75, "CONTINUE"), ("b", 0.75, "CONTINUE")]
     assert _asha_decisions(True, reports)[-2:] == [("a", 0.75, "CONTINUE"), ("b", 0.75, "STOP")]
+
+
+def test_asha_rejudging_never_stops_a_trial_at_the_report_that_got_it_past_its_rung():
+    # Reduction factor 3: ASHA's cut-off is the 67th percentile of the others at the rung. A trial
+    # that just met it must not then fail a cut-off that counts its own value in.
+    scheduler = searcher_module.RejudgingASHA(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3)
+    scheduler.set_search_properties("val_loss", "min")
+    trials = [_Trial(name) for name in ("a", "b", "c")]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    decisions = [scheduler.on_trial_result(None, trial, {"epoch": 1, "val_loss": loss})
+                 for trial, loss in zip(trials, (10.0, 0.0, 3.3))]  # c: 3.3 against the others' cut-off 3.33
+    assert decisions == ["CONTINUE", "CONTINUE", "CONTINUE"]
 
 
 def test_the_metric_and_mode_are_left_to_the_tuner():
