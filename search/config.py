@@ -30,7 +30,7 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
     budget:   {num_samples, max_epochs, max_concurrent, max_minutes, reports_per_epoch}
     scheduler: {kind}           # asha | fifo | hyperband | median: Ray Tune's trial schedulers
     asha:     {grace_period, reduction_factor, rejudge, stop_at_baseline, spare_falling, spare_within_budget}  # the schedulers' knobs
-    searcher: {kind, seed, n_startup_trials, startup}            # kind: tpe | random; startup: random | cheap | spread
+    searcher: {kind, seed, n_startup_trials, startup}            # kind: tpe | random; startup: random | cheap
     resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid, gpu_process_reserve_mb,
                 allow_cpu_fallback,
                 trial_memory_gb, min_batch_size, memory_headroom, max_oom_retries,
@@ -173,14 +173,13 @@ class SearcherSettings:
     """How configs are proposed (``search.searcher.make_searcher``)."""
 
     KINDS = ("tpe", "random")  # not annotated: not a field
-    STARTUPS = ("random", "cheap", "spread")
+    STARTUPS = ("random", "cheap")
 
     kind: str = "tpe"  # tpe: Optuna's TPE | random: Optuna's random sampler; both keep optuna.db
     seed: int = 0  # seeds the searcher, so a sweep proposes the same configs again
     n_startup_trials: int = 4  # random trials before TPE models the results, >= 1 (tpe)
     # How TPE's start-up trials are drawn (tpe): random | cheap: each the cheapest to train of
-    # search.searcher.CHEAP_POOL random draws (search.searcher.CheapStart) | spread: a Latin
-    # hypercube over the space, cheapest first (search.searcher.SpreadStart)
+    # search.searcher.CHEAP_POOL random draws (search.searcher.CheapStart)
     startup: str = "random"
 
 
@@ -517,7 +516,7 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
          f"one of {', '.join(SearcherSettings.STARTUPS)}"),
         (config.searcher.startup == "random" or config.searcher.kind == "tpe", "searcher.startup",
          config.searcher.startup, "random with searcher.kind random (it draws every trial at random); "
-         "a start-up design is TPE's"),
+         "cheap start-up trials are TPE's"),
         (config.scheduler.kind in SchedulerSettings.KINDS, "scheduler.kind", config.scheduler.kind,
          f"one of {', '.join(SchedulerSettings.KINDS)}"),
         (config.resources.cpus_per_trial > 0, "resources.cpus_per_trial", config.resources.cpus_per_trial, "> 0"),

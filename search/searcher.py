@@ -7,7 +7,6 @@ stopped early; the ``asha`` section holds the knobs the schedulers share::
                     random           OptunaSearch + RandomSampler(seed)                   study in optuna.db
     searcher.startup random (default) TPE's start-up trials are its own random draws
                     cheap            each start-up trial the cheapest of CHEAP_POOL draws (CheapStart)
-                    spread           a Latin hypercube over the space, cheapest first (SpreadStart)
     scheduler.kind  asha (default)   ASHAScheduler(max_t=max_epochs, grace_period, reduction_factor)
                     fifo             FIFOScheduler: no early stopping
                     hyperband        HyperBandScheduler(max_t=max_epochs, reduction_factor)
@@ -55,56 +54,14 @@ log = logging.getLogger("lstm_sweep.search")
 
 STUDY_FILE = "optuna.db"
 CHEAP_POOL = 4  # random draws a cheap start-up trial is the cheapest of
-SPREAD_SALT = 1979  # the spread design's stream: searcher.seed with this, not the cheap one's
-CHEAP_ATTR = "startup"  # the user attribute of an Optuna trial a start-up design enqueued: the design's name
+CHEAP_ATTR = "startup"  # the user attribute of an Optuna trial the cheap start-up design enqueued
 
 
 @dataclass(frozen=True)
-class StartupDesign:
-    """TPE's start-up trials chosen by a design instead of TPE's own random draws
-    (``searcher.startup``): ``count`` configurations, enqueued into the study when it is set up,
-    each with the user attribute ``startup`` naming the design.
-
-    Up to ``count`` start-up trials in all (what a warm start carried or enqueued counts), so a
-    resumed sweep, whose study has them, gets none twice. The design's draws are seeded by a
-    stream of their own (``searcher.seed`` and the design's name): the same sweep draws the same
-    design, and TPE's own random draws (seeded by ``searcher.seed``) are other draws.
-    """
-
-    sizer: TrialSizer
-    fixed: dict  # the space's fixed values, which a trial's model also takes
-    count: int
-    seed: int
-
-    name = "design"  # the value of the trials' ``startup`` attribute; not a field
-
-    def apply(self, study: optuna.Study, distributions: dict[str, optuna.distributions.BaseDistribution]) -> None:
-        missing = self.count - len(study.get_trials(deepcopy=False))
-        if missing <= 0:
-            return
-        for params in self.design(distributions)[:missing]:
-            study.enqueue_trial(params, user_attrs={CHEAP_ATTR: self.name})
-
-    def design(self, distributions: dict[str, optuna.distributions.BaseDistribution]) -> list[dict]:
-        raise NotImplementedError
-
-    def _work(self, params: dict) -> float:
-        """The training work per token of the model ``params`` build, with the space's fixed values."""
-        from lstm_sweep.model.memory import training_work_per_token
-
-        return training_work_per_token(self.sizer.spec({**self.fixed, **params}))
-
-    def _rng_seed(self, salt: int) -> int:
-        import numpy as np
-
-        return int(np.random.SeedSequence([self.seed, salt]).generate_state(1)[0])
-
-
-@dataclass(frozen=True)
-class CheapStart(StartupDesign):
-    """``searcher.startup: cheap``: each start-up trial is the cheapest to train of
-    :data:`CHEAP_POOL` random draws from the space, by the training work per token of its model
-    (``model.memory.training_work_per_token``, with the sweep's fixed settings).
+class CheapStart:
+    """TPE's start-up trials drawn cheap (``searcher.startup: cheap``): each is the cheapest to
+    train of :data:`CHEAP_POOL` random draws from the space, by the training work per token of
+    its model (``model.memory.training_work_per_token``, with the sweep's fixed settings).
 
     Why: a random start-up trial at hidden 350 and two layers costs five to ten times the epoch of
     one at hidden 60, and under a wall-clock budget of a few epochs a trial, the first expensive
@@ -114,93 +71,37 @@ class CheapStart(StartupDesign):
     and the draws still spread over the space, and over every parameter the cost does not depend
     on (learning rate, dropout) at random. TPE's prior, and its proposals after the start-up,
     still reach the expensive part.
+
+    Enqueued into the study when it is set up, up to ``count`` start-up trials in all (what a
+    warm start carried or enqueued counts), so a resumed sweep, whose study has them, gets none twice.
     """
 
-    name = "cheap"
+    sizer: TrialSizer
+    fixed: dict  # the space's fixed values, which a trial's model also takes
+    count: int
+    seed: int
+
+    def apply(self, study: optuna.Study, distributions: dict[str, optuna.distributions.BaseDistribution]) -> None:
+        missing = self.count - len(study.get_trials(deepcopy=False))
+        if missing <= 0:
+            return
+        for params in self.design(distributions)[:missing]:
+            study.enqueue_trial(params, user_attrs={CHEAP_ATTR: "cheap"})
 
     def design(self, distributions: dict[str, optuna.distributions.BaseDistribution]) -> list[dict]:
-        """``count`` configurations, each the cheapest of ``CHEAP_POOL`` draws of Optuna's own ``RandomSampler``."""
-        draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self._rng_seed(CHEAP_POOL)))
-        pools = [[draws.ask(fixed_distributions=distributions).params for _ in range(CHEAP_POOL)]
-                 for _ in range(self.count)]
-        return [min(pool, key=self._work) for pool in pools]
-
-
-@dataclass(frozen=True)
-class SpreadStart(StartupDesign):
-    """``searcher.startup: spread``: the start-up trials are a Latin hypercube over the space
-    (McKay, Beckman and Conover, Technometrics 1979: what ``scipy.stats.qmc.LatinHypercube``
-    draws, three lines of numpy here, as scipy is not among our dependencies), run cheapest first.
-
-    Each searched parameter's range, on its own scale (log for a log range), is cut into
-    ``count`` equal strata, and each stratum holds exactly one start-up trial; a choice of ``k``
-    values takes each value ``count / k`` times (a stratum of the unit interval is a choice).
-    Random draws leave whole ranges out: with 4 log-uniform draws of a learning rate in
-    1e-4..1e-2, none lies in the top quarter of the range (above 3.2e-3, where every 5-minute
-    winner of issue 15's benchmark lies) with probability (3/4)^4 = 32%, and a seed whose
-    start-up misses it decides the sweep (BENCHMARKS.md, issue 15). The design has one trial in
-    every quarter of every range; which values go together is still random.
-
-    Cheapest first (by the training work per token of its model): the first results come
-    sooner, so the budget's first minute holds more of the design's results.
-    """
-
-    name = "spread"
-
-    def design(self, distributions: dict[str, optuna.distributions.BaseDistribution]) -> list[dict]:
+        """``count`` configurations, each the cheapest of ``CHEAP_POOL`` draws of Optuna's own
+        ``RandomSampler``, seeded by a stream of its own: the same sweep draws the same design, and
+        TPE's own random draws (seeded by ``searcher.seed``) are other draws, not the design's again."""
         import numpy as np
 
-        names = sorted(distributions)
-        rng = np.random.default_rng(self._rng_seed(SPREAD_SALT))
-        # A Latin hypercube: per parameter a random order of the strata, a uniform point in each.
-        strata = np.array([rng.permutation(self.count) for _ in names]).T  # count x parameters
-        unit = (strata + rng.random(strata.shape)) / self.count
-        points = [{name: from_unit(distributions[name], u) for name, u in zip(names, row)} for row in unit]
-        return sorted(points, key=self._work)
+        from lstm_sweep.model.memory import training_work_per_token
 
-
-def from_unit(distribution: optuna.distributions.BaseDistribution, u: float):
-    """The value of ``distribution`` at quantile ``u`` in [0, 1) of its uniform (or log-uniform) range.
-
-    A choice of ``k`` values is ``k`` equal parts of the unit interval; an integer range is its
-    ``high - low + 1`` values (or steps) the same way, on a log scale for a log range.
-
-    Example:
-        >>> from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-        >>> from_unit(CategoricalDistribution([64, 128, 256, 512]), 0.6)
-        256
-        >>> round(from_unit(FloatDistribution(1e-4, 1e-2, log=True), 0.5), 6)
-        0.001
-        >>> from_unit(IntDistribution(1, 2), 0.49), from_unit(IntDistribution(1, 2), 0.5)
-        (1, 2)
-    """
-    import math
-
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    if isinstance(distribution, CategoricalDistribution):
-        choices = distribution.choices
-        return choices[min(int(u * len(choices)), len(choices) - 1)]
-    low, high = distribution.low, distribution.high
-    if isinstance(distribution, IntDistribution):
-        if distribution.log:  # each integer its share of the log range: [v - 0.5, v + 0.5)
-            value = round(math.exp(math.log(low - 0.5) + u * (math.log(high + 0.5) - math.log(low - 0.5))))
-        else:
-            values = (high - low) // distribution.step + 1
-            value = low + min(int(u * values), values - 1) * distribution.step
-        return int(min(max(value, low), high))
-    if not isinstance(distribution, FloatDistribution):
-        raise TypeError(f"no start-up design for {distribution!r}")
-    if distribution.log:
-        value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
-    else:
-        value = low + u * (high - low)
-    if distribution.step is not None:
-        value = low + round((value - low) / distribution.step) * distribution.step
-    return float(min(max(value, low), high))
-
-
-STARTUP_DESIGNS = {"cheap": CheapStart, "spread": SpreadStart}
+        seed = int(np.random.SeedSequence([self.seed, CHEAP_POOL]).generate_state(1)[0])
+        draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        pools = [[draws.ask(fixed_distributions=distributions).params for _ in range(CHEAP_POOL)]
+                 for _ in range(self.count)]
+        return [min(pool, key=lambda params: training_work_per_token(self.sizer.spec({**self.fixed, **params})))
+                for pool in pools]
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -216,17 +117,16 @@ class ResumableOptunaSearch(OptunaSearch):
     sweep sets its study up again, and finds them there.
     """
 
-    def __init__(self, *args, warm_start: WarmStart | None = None, startup: StartupDesign | None = None, **kwargs):
+    def __init__(self, *args, warm_start: WarmStart | None = None, cheap_start: CheapStart | None = None, **kwargs):
         self._warm_start = warm_start
-        self._startup = startup
+        self._cheap_start = cheap_start
         super().__init__(*args, **kwargs)
 
     def _setup_study(self, mode) -> None:
         super()._setup_study(mode)
-        # Each None in a searcher pickled before it existed (``_cheap_start``: the start-up
-        # design's old name). The warm start first: what it carries counts among the start-up trials.
-        startup = getattr(self, "_startup", None) or getattr(self, "_cheap_start", None)
-        for design in (getattr(self, "_warm_start", None), startup):
+        # Each None in a searcher pickled before it existed. The warm start first: what it
+        # carries counts among the start-up trials.
+        for design in (getattr(self, "_warm_start", None), getattr(self, "_cheap_start", None)):
             if design is not None:
                 design.apply(self._ot_study, self._space)
 
@@ -257,8 +157,7 @@ def make_searcher(config: SweepConfig, run_dir: str | Path, warm_start: WarmStar
     ``warm_start`` (``search.warmstart.plan_warm_start``) gives the study earlier sweeps' trials,
     with their results or to run first, when the Tuner starts (``--warm-start RUN_DIR``).
     ``sizer`` (``search.resources.TrialSizer``) builds a trial's model spec: with
-    ``searcher.startup: cheap`` TPE's start-up trials are drawn cheap (:class:`CheapStart`), with
-    ``spread`` they are a Latin hypercube, run cheapest first (:class:`SpreadStart`).
+    ``searcher.startup: cheap`` TPE's start-up trials are drawn cheap (:class:`CheapStart`).
 
     Example:
         >>> from lstm_sweep.search.config import parse_config
@@ -273,15 +172,15 @@ def make_searcher(config: SweepConfig, run_dir: str | Path, warm_start: WarmStar
     _check_kind("searcher.kind", settings.kind, tuple(_SAMPLERS))
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one INFO line per trial is noise
     path = (Path(run_dir) / STUDY_FILE).resolve()  # absolute: the URL is kept as given
-    startup = None
-    if settings.kind == "tpe" and settings.startup in STARTUP_DESIGNS and sizer is not None:
-        startup = STARTUP_DESIGNS[settings.startup](sizer, config.fixed(), settings.n_startup_trials, settings.seed)
+    cheap_start = None
+    if settings.kind == "tpe" and settings.startup == "cheap" and sizer is not None:
+        cheap_start = CheapStart(sizer, config.fixed(), settings.n_startup_trials, settings.seed)
     return ResumableOptunaSearch(
         sampler=_SAMPLERS[settings.kind](settings),
         storage=optuna.storages.RDBStorage(f"sqlite:///{path}"),
         study_name=Path(run_dir).name,
         warm_start=warm_start,
-        startup=startup,
+        cheap_start=cheap_start,
     )
 
 

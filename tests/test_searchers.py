@@ -220,9 +220,9 @@ def work(sizer, params):
     return training_work_per_token(sizer.spec({"dropout": 0.1, **params}))
 
 
-def test_startup_up_trials_are_each_the_cheapest_of_a_pool_and_then_tpe_proposes(tmp_path):
+def test_cheap_start_up_trials_are_each_the_cheapest_of_a_pool_and_then_tpe_proposes(tmp_path):
     searcher, sizer = sized(tmp_path / "cheap", "cheap")
-    design = searcher._startup.design(searcher._space)
+    design = searcher._cheap_start.design(searcher._space)
     first = [searcher.suggest(f"t{i}") for i in range(4)]
     assert [{k: c[k] for k in design[0]} for c in first] == design  # enqueued, in order
     study = searcher._ot_study
@@ -233,11 +233,11 @@ def test_startup_up_trials_are_each_the_cheapest_of_a_pool_and_then_tpe_proposes
     # Each is the cheapest of its pool, so the design costs less than draws at random do.
     random, _ = sized(tmp_path / "random", "random")
     drawn = [random.suggest(f"t{i}") for i in range(4)]
-    assert random._startup is None and not any(t.user_attrs for t in random._ot_study.trials)
+    assert random._cheap_start is None and not any(t.user_attrs for t in random._ot_study.trials)
     assert sum(work(sizer, c) for c in first) < 0.5 * sum(work(sizer, c) for c in drawn)
     for seed in range(5):  # and for every seed: the median of 4 cheapest-of-4 below the median of 16 draws
         cheap, _ = sized(tmp_path / f"cheap{seed}", "cheap", seed=seed)
-        design = cheap._startup.design(cheap._space)
+        design = cheap._cheap_start.design(cheap._space)
         random, _ = sized(tmp_path / f"r{seed}", "random", seed=seed)
         drawn = [random.suggest(f"t{i}") for i in range(16)]
         assert np.median([work(sizer, c) for c in design]) < np.median([work(sizer, c) for c in drawn])
@@ -247,10 +247,10 @@ def test_the_cheap_design_is_seeded_and_its_own_stream(tmp_path):
     one, _ = sized(tmp_path / "a", "cheap", seed=3)
     two, _ = sized(tmp_path / "b", "cheap", seed=3)
     other, _ = sized(tmp_path / "c", "cheap", seed=4)
-    assert one._startup.design(one._space) == two._startup.design(two._space)
-    assert one._startup.design(one._space) != other._startup.design(other._space)
+    assert one._cheap_start.design(one._space) == two._cheap_start.design(two._space)
+    assert one._cheap_start.design(one._space) != other._cheap_start.design(other._space)
     # TPE's random start-up, seeded by the same searcher.seed, never repeats a cheap trial.
-    design = one._startup.design(one._space)
+    design = one._cheap_start.design(one._space)
     tpe, _ = sized(tmp_path / "d", "random", seed=3)
     assert not any(tpe.suggest(f"t{i}") in design for i in range(8))
 
@@ -259,7 +259,7 @@ def test_a_resumed_or_warm_started_study_gets_only_the_start_up_trials_it_lacks(
     searcher, sizer = sized(tmp_path / "run", "cheap", n_startup=3)
     study = searcher._ot_study
     assert len(study.trials) == 3
-    searcher._startup.apply(study, searcher._space)  # a resume sets the study up again
+    searcher._cheap_start.apply(study, searcher._space)  # a resume sets the study up again
     assert len(study.trials) == 3
 
     from lstm_sweep.search.warmstart import CarriedTrial, WarmStart
@@ -272,91 +272,12 @@ def test_a_resumed_or_warm_started_study_gets_only_the_start_up_trials_it_lacks(
     assert len(attrs) == 3 and attrs[2] == {searcher_module.CHEAP_ATTR: "cheap"}
 
 
-@pytest.mark.parametrize("startup", ["cheap", "spread"])
-def test_a_start_up_design_survives_the_pickle_a_resume_reads_back(tmp_path, startup):
+def test_a_cheap_start_survives_the_pickle_a_resume_reads_back(tmp_path):
     import ray.cloudpickle as pickle
 
-    searcher, _ = sized(tmp_path / "run", startup)
+    searcher, _ = sized(tmp_path / "run", "cheap")
     again = pickle.loads(pickle.dumps(searcher))
-    assert again._startup == searcher._startup and type(again._startup).name == startup
-
-
-def test_a_searcher_pickled_before_the_design_was_renamed_still_applies_it(tmp_path):
-    searcher, _ = sized(tmp_path / "run", "cheap", n_startup=3)
-    old = searcher._startup
-    del searcher._startup
-    searcher._cheap_start = old  # the attribute's name in a tuner.pkl of 2026-12-03..07
-    searcher._ot_study = None
-    searcher._study_name = "again"
-    searcher._setup_study("min")
-    assert len(searcher._ot_study.trials) == 3
-
-
-# --- searcher.startup: spread, a Latin hypercube ---------------------------------------------------
-
-def test_spread_start_up_trials_hold_one_trial_in_every_stratum_of_every_range_cheapest_first(tmp_path):
-    import math
-
-    for seed in range(6):
-        searcher, sizer = sized(tmp_path / f"spread{seed}", "spread", seed=seed)
-        first = [searcher.suggest(f"t{i}") for i in range(4)]
-        study = searcher._ot_study
-        assert [t.user_attrs.get(searcher_module.CHEAP_ATTR) for t in study.trials] == ["spread"] * 4
-        # The learning rate's log range in quarters: one trial in each, the top quarter included.
-        quarters = sorted(int(4 * math.log(c["learning_rate"] / 1e-4) / math.log(100)) for c in first)
-        assert quarters == [0, 1, 2, 3], (seed, first)
-        assert sorted(c["batch_size"] for c in first) == [64, 64, 512, 512]  # a choice of 2: each twice
-        assert sorted(c["num_layers"] for c in first) == [1, 1, 2, 2]
-        for name, (low, high) in {"embedding_size": (16, 256), "hidden_size": (32, 512)}.items():
-            # Integers on a log scale: one in each quarter, give or take the rounding at a boundary.
-            spots = sorted(4 * math.log(c[name] / low) / math.log(high / low) for c in first)
-            assert all(abs(spot - (i + 0.5)) <= 0.5 + 0.1 for i, spot in enumerate(spots)), (name, spots)
-        costs = [work(sizer, c) for c in first]
-        assert costs == sorted(costs)  # the cheapest runs first
-        fifth = searcher.suggest("t4")  # then TPE's own proposals
-        assert searcher_module.CHEAP_ATTR not in study.trials[4].user_attrs and fifth not in first
-
-
-def test_spread_takes_each_value_of_a_choice_as_often_as_the_design_allows(tmp_path):
-    config = parse_config({"space": {"hidden_size": {"choice": [64, 128, 256, 512]},
-                                     "embedding_size": {"choice": [32, 64]},
-                                     "dropout": {"uniform": [0.0, 0.5]}},
-                           "searcher": {"seed": 2, "n_startup_trials": 8, "startup": "spread"}})
-    from lstm_sweep.search.resources import TrialSizer
-
-    sizer = TrialSizer(vocab_size=5000, seq_len=14, host_budget_bytes=2**32)
-    searcher = make_searcher(config, tmp_path, None, sizer)
-    searcher.set_search_properties("val_loss", "min", config.param_space())
-    design = [searcher.suggest(f"t{i}") for i in range(8)]
-    assert sorted(c["hidden_size"] for c in design) == [64, 64, 128, 128, 256, 256, 512, 512]
-    assert sorted(c["embedding_size"] for c in design) == [32] * 4 + [64] * 4
-    assert sorted(int(c["dropout"] / 0.0625) for c in design) == list(range(8))  # eighths of 0..0.5
-
-
-def test_the_spread_design_is_seeded_and_not_the_cheap_one(tmp_path):
-    one, _ = sized(tmp_path / "a", "spread", seed=3)
-    two, _ = sized(tmp_path / "b", "spread", seed=3)
-    other, _ = sized(tmp_path / "c", "spread", seed=4)
-    cheap, _ = sized(tmp_path / "d", "cheap", seed=3)
-    design = one._startup.design(one._space)
-    assert design == two._startup.design(two._space)
-    assert design != other._startup.design(other._space)
-    assert not any(point in cheap._startup.design(cheap._space) for point in design)
-
-
-@pytest.mark.parametrize("distribution, u, value", [
-    (optuna.distributions.FloatDistribution(0.0, 0.5), 0.0, 0.0),
-    (optuna.distributions.FloatDistribution(0.0, 0.5, step=0.1), 0.51, pytest.approx(0.3)),
-    (optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True), 0.75, pytest.approx(10 ** -2.5)),
-    (optuna.distributions.IntDistribution(1, 3), 0.999, 3),
-    (optuna.distributions.IntDistribution(8, 64, step=8), 0.99, 64),
-    (optuna.distributions.IntDistribution(16, 256, log=True), 0.0, 16),
-    (optuna.distributions.IntDistribution(16, 256, log=True), 0.999, 256),
-    (optuna.distributions.CategoricalDistribution(["a", "b", "c"]), 0.34, "b"),
-])
-def test_a_quantile_maps_to_a_value_inside_the_distribution(distribution, u, value):
-    got = searcher_module.from_unit(distribution, u)
-    assert got == value and distribution._contains(distribution.to_internal_repr(got))
+    assert again._cheap_start == searcher._cheap_start
 
 
 def test_training_work_ranks_models_as_their_epochs_cost():
@@ -384,7 +305,7 @@ def test_training_work_ranks_models_as_their_epochs_cost():
     ({"scheduler": {"kind": "ASHA"}}, r"scheduler.kind: 'ASHA' must be one of"),  # names are lower case
     ({"scheduler": {"type": "asha"}}, r"unknown key scheduler.type: expected one of kind"),
     ({"scheduler": "asha"}, r"scheduler: must be a mapping"),
-    ({"searcher": {"startup": "fast"}}, r"sweep.yaml: searcher.startup: 'fast' must be one of random, cheap, spread$"),
+    ({"searcher": {"startup": "fast"}}, r"sweep.yaml: searcher.startup: 'fast' must be one of random, cheap$"),
     ({"searcher": {"kind": "random", "startup": "cheap"}}, r"searcher.startup: 'cheap' must be random with "
      r"searcher.kind random \(it draws every trial at random\)"),
     ({"scheduler": {"kind": "median"}, "asha": {"rejudge": True}},
