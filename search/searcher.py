@@ -253,9 +253,9 @@ class RejudgingASHA(ASHAScheduler):
     configuration that is first at every rung holds its slot for the whole budget
     (BENCHMARKS.md, issue 15: a 2-layer hidden-512 model that ran 280 of 300 s). Here every
     report of a running trial also judges it again at the highest rung it passed, by ASHA's own
-    rule, against all the trials that have reached that rung, and stops it when it is now in the worse part:
-    the decision synchronous successive halving would make, taken as soon as the rung holds the
-    trials to make it. Each trial is still compared at the same progress (its value at the rung).
+    rule, against all the other trials that have reached that rung, and stops it when it is now in
+    the worse part: the decision synchronous successive halving would make, taken as soon as the
+    rung holds the trials to make it. Each trial is still compared at the same progress (its value at the rung).
 
     Example:
         >>> scheduler = RejudgingASHA(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2)

@@ -76,11 +76,13 @@ class _Trial:
         self.trial_id = trial_id
 
 
-def _asha_decisions(rejudge: bool, reports: list[tuple[str, float, float]]) -> list[tuple[str, float, str]]:
-    """Feed ``(trial, epoch, val_loss)`` reports, in order, to the sweep's ASHA (rungs at 0.5, 1, 2
-    epochs); every decision, as ``(trial, epoch, decision)``, up to a trial's first STOP."""
+def _asha_decisions(rejudge: bool, reports: list[tuple[str, float, float]],
+                    reduction_factor: int = 2) -> list[tuple[str, float, str]]:
+    """Feed ``(trial, epoch, val_loss)`` reports, in order, to the sweep's ASHA (rungs from 0.5
+    epochs, ``reduction_factor`` apart: 0.5, 1, 2 by default); every decision, as
+    ``(trial, epoch, decision)``, up to a trial's first STOP."""
     config = parse_config({"budget": {"max_epochs": 4, "reports_per_epoch": 2},
-                           "asha": {"grace_period": 0.5, "reduction_factor": 2, "rejudge": rejudge},
+                           "asha": {"grace_period": 0.5, "reduction_factor": reduction_factor, "rejudge": rejudge},
                            "space": SEARCHED})
     scheduler = make_scheduler(config)
     scheduler.set_search_properties("val_loss", "min")
@@ -134,14 +136,8 @@ def test_asha_rejudging_keeps_the_better_half_not_only_the_best():
 def test_asha_rejudging_never_stops_a_trial_at_the_report_that_got_it_past_its_rung():
     # Reduction factor 3: ASHA's cut-off is the 67th percentile of the others at the rung. A trial
     # that just met it must not then fail a cut-off that counts its own value in.
-    scheduler = searcher_module.RejudgingASHA(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3)
-    scheduler.set_search_properties("val_loss", "min")
-    trials = [_Trial(name) for name in ("a", "b", "c")]
-    for trial in trials:
-        scheduler.on_trial_add(None, trial)
-    decisions = [scheduler.on_trial_result(None, trial, {"epoch": 1, "val_loss": loss})
-                 for trial, loss in zip(trials, (10.0, 0.0, 3.3))]  # c: 3.3 against the others' cut-off 3.33
-    assert decisions == ["CONTINUE", "CONTINUE", "CONTINUE"]
+    reports = [("a", 0.5, 10.0), ("b", 0.5, 0.0), ("c", 0.5, 3.3)]  # c: 3.3 against the others' cut-off 3.33
+    assert _asha_decisions(True, reports, reduction_factor=3) == [(name, 0.5, "CONTINUE") for name, *_ in reports]
 
 
 def test_the_metric_and_mode_are_left_to_the_tuner():
