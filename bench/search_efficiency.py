@@ -74,7 +74,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -430,13 +429,10 @@ def child(args) -> int:
 def run_method(method: str, seed: int, args, folder: Path, out: Path) -> Path:
     """Launch ``method`` for ``seed`` with a deadline ``--budget-min`` from now; kill it if it
     overstays; returns its events file (the launch time is its first line)."""
-    import psutil
-
     work = out / f"{method}-seed{seed}"
     shutil.rmtree(work, ignore_errors=True)  # a previous run's
     work.mkdir(parents=True)
     events = work / "events.jsonl"
-    before = set(psutil.pids())
     launched = time.time()
     deadline = launched + 60 * args.budget_min
     events.write_text(json.dumps({"t": launched, "kind": "launch", "trial": "", "deadline": deadline}) + "\n")
@@ -450,20 +446,14 @@ def run_method(method: str, seed: int, args, folder: Path, out: Path) -> Path:
             proc.wait(timeout=deadline + GRACE_S - time.time())
         except subprocess.TimeoutExpired:
             print(f"  {method} seed {seed}: still running {GRACE_S} s after its budget: killed", flush=True)
-            leftovers = psutil.Process(proc.pid).children(recursive=True)
-            os.killpg(proc.pid, signal.SIGKILL)
-            for p in leftovers:
-                try:
-                    p.kill()
-                except psutil.NoSuchProcess:
-                    pass
+            for p in session_processes(proc.pid):
+                p.kill()
             proc.wait()
     if proc.returncode:
         print(f"  {method} seed {seed}: exit status {proc.returncode}; see {work / 'output.log'}", flush=True)
     # Ray's processes end a moment after its driver: the next method starts on a quiet machine.
     for attempt in range(61):
-        left = [p for p in psutil.process_iter(["cmdline"])
-                if p.pid not in before and "ray" in " ".join(p.info["cmdline"] or []).lower()]
+        left = session_processes(proc.pid)
         if not left:
             break
         if attempt == 60:
@@ -471,6 +461,23 @@ def run_method(method: str, seed: int, args, folder: Path, out: Path) -> Path:
                 p.kill()
         time.sleep(1)
     return events
+
+
+def session_processes(sid: int) -> list:
+    """The processes of the session ``sid`` that are still alive: a method's process, started as
+    a session's leader, and every process it started, Ray's head, raylet and workers included,
+    which keep its session when they outlive it. Nothing else on the machine: a user's own Ray,
+    started while this method ran, is never touched."""
+    import psutil
+
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == sid and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
+            pass
+    return found
 
 
 def read_events(path: Path, method: str, seed: int):

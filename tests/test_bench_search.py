@@ -7,6 +7,7 @@ not what a test may assert.
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -118,3 +119,34 @@ def test_a_warm_started_seed_starts_from_another_seeds_sweep_never_its_own(tmp_p
         (tmp_path / f"lstm-sweep-seed{seed}" / "run" / "trials.csv").unlink()  # unfinished sweeps
     with pytest.raises(SystemExit, match="no other seed's lstm-sweep run folder"):
         bench.earlier_sweep(tmp_path, 0)
+
+
+def test_a_method_s_leftovers_are_its_own_session_never_another_ray_on_the_machine():
+    # After a method, the benchmark waits for (and at last kills) what it left running. It once
+    # took every process with "ray" in its command line started since the method's launch: a
+    # user's own sweep running beside it lost its trial workers.
+    sys.path.insert(0, str(REPO / "bench"))
+    import search_efficiency
+
+    sleeper = [sys.executable, "-c", "import subprocess, sys, time; "
+               "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)  # ray::IDLE']); time.sleep(60)"]
+    method = subprocess.Popen(sleeper, start_new_session=True)  # as run_method launches one
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)  # ray::ImplicitFunc"],
+                             start_new_session=True)  # a user's Ray worker, started after the launch
+    try:
+        for _ in range(100):  # the method's own child: started, and still in its session
+            found = search_efficiency.session_processes(method.pid)
+            if len(found) == 2:
+                break
+            time.sleep(0.05)
+        assert {p.pid for p in found} >= {method.pid} and len(found) == 2
+        assert other.pid not in {p.pid for p in found}
+        method.kill()
+        method.wait()  # the method ended; its child lives on, as Ray's processes do after a driver
+        assert [p.ppid() for p in search_efficiency.session_processes(method.pid)] != []
+        assert other.pid not in {p.pid for p in search_efficiency.session_processes(method.pid)}
+    finally:
+        for p in search_efficiency.session_processes(method.pid):
+            p.kill()
+        other.kill()
+        other.wait()
