@@ -30,7 +30,7 @@ A sweep file has these sections (every key optional; ``sweeps/quick.yaml`` shows
     budget:   {num_samples, max_epochs, max_concurrent, max_minutes, reports_per_epoch}
     scheduler: {kind}           # asha | fifo | hyperband | median: Ray Tune's trial schedulers
     asha:     {grace_period, reduction_factor, rejudge, stop_at_baseline, spare_falling, spare_within_budget}  # the schedulers' knobs
-    searcher: {kind, seed, n_startup_trials, startup, good_share}   # kind: tpe | random; startup: random | cheap
+    searcher: {kind, seed, n_startup_trials, startup}            # kind: tpe | random; startup: random | cheap
     resources: {cpus_per_trial, gpus_per_trial, gpu_memory_gb, gpu_share_grid, gpu_process_reserve_mb,
                 allow_cpu_fallback,
                 trial_memory_gb, min_batch_size, memory_headroom, max_oom_retries,
@@ -181,9 +181,6 @@ class SearcherSettings:
     # How TPE's start-up trials are drawn (tpe): random | cheap: each the cheapest to train of
     # search.searcher.CHEAP_POOL random draws (search.searcher.CheapStart)
     startup: str = "random"
-    # The share of the trials TPE's density of good configurations is built from (tpe), in (0, 1]:
-    # Optuna's 0.1 (one trial until there are eleven) | hyperopt's 0.25 (search.searcher.SweepTPE)
-    good_share: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -520,8 +517,6 @@ def _check_ranges(config: SweepConfig, source: str) -> None:
         (config.searcher.startup == "random" or config.searcher.kind == "tpe", "searcher.startup",
          config.searcher.startup, "random with searcher.kind random (it draws every trial at random); "
          "cheap start-up trials are TPE's"),
-        (0 < config.searcher.good_share <= 1, "searcher.good_share", config.searcher.good_share,
-         "in (0, 1]: the share of the trials TPE counts as good"),
         (config.scheduler.kind in SchedulerSettings.KINDS, "scheduler.kind", config.scheduler.kind,
          f"one of {', '.join(SchedulerSettings.KINDS)}"),
         (config.resources.cpus_per_trial > 0, "resources.cpus_per_trial", config.resources.cpus_per_trial, "> 0"),

@@ -3,7 +3,7 @@
 ``searcher.kind`` says how configurations are proposed, ``scheduler.kind`` how trials are
 stopped early; the ``asha`` section holds the knobs the schedulers share::
 
-    searcher.kind   tpe (default)    OptunaSearch + SweepTPE(seed, n_startup_trials, good_share)  study in optuna.db
+    searcher.kind   tpe (default)    OptunaSearch + TPESampler(seed, n_startup_trials)   study in optuna.db
                     random           OptunaSearch + RandomSampler(seed)                   study in optuna.db
     searcher.startup random (default) TPE's start-up trials are its own random draws
                     cheap            each start-up trial the cheapest of CHEAP_POOL draws (CheapStart)
@@ -33,9 +33,7 @@ Its own module so that ``ResumableOptunaSearch`` can be unpickled from ``tuner.p
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,37 +103,6 @@ class CheapStart:
                  for _ in range(self.count)]
         return [min(pool, key=lambda params: training_work_per_token(self.sizer.spec({**self.fixed, **params})))
                 for pool in pools]
-
-
-class SweepTPE(optuna.samplers.TPESampler):
-    """Optuna's TPE with the share of the trials it counts as good as a setting
-    (``searcher.good_share``).
-
-    TPE splits the finished trials into a good few and the rest, and proposes where a density
-    model of the good beats that of the bad (Bergstra, Bardenet, Bengio and Kégl, NeurIPS 2011).
-    Optuna's ``gamma`` takes the best 10%, rounded up: in a sweep of ten trials, one trial, and
-    whichever decent trial finishes first steers every proposal after it (BENCHMARKS.md, issue
-    15). Hyperopt's TPE takes 25%. ``gamma(n) = min(ceil(good_share * n), 25)``; the start-up
-    trials, the candidates and the acquisition are TPE's own.
-
-    Example:
-        >>> sampler = SweepTPE(seed=0, n_startup_trials=4, good_share=0.25)
-        >>> sampler._gamma(8)
-        2
-    """
-
-    def __init__(self, *, good_share: float = 0.1, **kwargs):
-        if not 0 < good_share <= 1:
-            raise ValueError(f"good_share={good_share} must be in (0, 1]: the share of trials TPE counts as good")
-        super().__init__(**kwargs)
-        # Optuna deprecated TPESampler's gamma argument (4.9); the attribute is what _sample reads.
-        # A partial of a module function, not a lambda: Tune pickles the searcher with its sampler.
-        self._gamma = functools.partial(good_count, good_share)
-
-
-def good_count(share: float, n: int) -> int:
-    """How many of ``n`` trials TPE counts as good: Optuna's ``default_gamma`` with ``share`` for its 0.1."""
-    return min(math.ceil(share * n), 25)
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -226,7 +193,7 @@ def make_searcher(config: SweepConfig, run_dir: str | Path, warm_start: WarmStar
 
 
 _SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
-    "tpe": lambda s: SweepTPE(seed=s.seed, n_startup_trials=s.n_startup_trials, good_share=s.good_share),
+    "tpe": lambda s: optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials),
     "random": lambda s: optuna.samplers.RandomSampler(seed=s.seed),
 }
 

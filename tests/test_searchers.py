@@ -154,11 +154,8 @@ def test_tpe_is_today_s_optuna_search_with_its_study_in_the_run_folder(tmp_path)
     run_dir.mkdir()
     searcher = make_searcher(config_with(searcher={"seed": 7, "n_startup_trials": 3}), run_dir)
     assert type(searcher) is ResumableOptunaSearch and isinstance(searcher, OptunaSearch)
-    assert isinstance(searcher._sampler, optuna.samplers.TPESampler)
+    assert type(searcher._sampler) is optuna.samplers.TPESampler
     assert searcher._sampler._n_startup_trials == 3 and same_seed(searcher._sampler, 7)
-    # Optuna's own split of the good trials: 10% of them, rounded up
-    assert [searcher._sampler._gamma(n) for n in (1, 8, 10, 11, 30, 300)] == \
-        [optuna.samplers._tpe.sampler.default_gamma(n) for n in (1, 8, 10, 11, 30, 300)] == [1, 1, 1, 2, 3, 25]
     assert searcher._storage.url == f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
     assert searcher._study_name == "run"
     assert (run_dir / "optuna.db").is_file()
@@ -191,17 +188,6 @@ def test_every_kind_survives_the_pickle_a_resume_reads_back(tmp_path):
         searcher = make_searcher(config_with(searcher={"kind": kind}), tmp_path)
         again = pickle.loads(pickle.dumps(searcher))
         assert type(again._sampler) is type(searcher._sampler) and again._storage.url == searcher._storage.url
-
-
-def test_good_share_sets_how_many_trials_tpe_models_as_good(tmp_path):
-    searcher = make_searcher(config_with(searcher={"good_share": 0.25}), tmp_path)
-    assert [searcher._sampler._gamma(n) for n in (1, 4, 5, 8, 9, 12, 200)] == [1, 1, 2, 2, 3, 3, 25]
-    study = optuna.create_study(sampler=searcher._sampler)
-    for x in (0.1, 0.5, 0.9, 0.3, 0.7, 0.2, 0.8, 0.4):  # 4 start-up trials and 4 more: 2 good of 8
-        study.add_trial(optuna.trial.create_trial(params={"x": x}, value=x,
-                                                  distributions={"x": optuna.distributions.FloatDistribution(0, 1)}))
-    split = optuna.samplers._tpe.sampler._split_trials(study, study.trials, searcher._sampler._gamma(8))
-    assert sorted(t.params["x"] for t in split[0]) == [0.1, 0.2]
 
 
 def test_a_retried_trial_reports_its_steps_again_without_a_warning(tmp_path, recwarn):
@@ -330,8 +316,6 @@ def test_training_work_ranks_models_as_their_epochs_cost():
     ({"searcher": {"startup": "fast"}}, r"sweep.yaml: searcher.startup: 'fast' must be one of random, cheap$"),
     ({"searcher": {"kind": "random", "startup": "cheap"}}, r"searcher.startup: 'cheap' must be random with "
      r"searcher.kind random \(it draws every trial at random\)"),
-    ({"searcher": {"good_share": 0}}, r"sweep.yaml: searcher.good_share: 0.0 must be in \(0, 1\]: the share"),
-    ({"searcher": {"good_share": 1.5}}, r"searcher.good_share: 1.5 must be in \(0, 1\]"),
     ({"scheduler": {"kind": "median"}, "asha": {"rejudge": True}},
      r"sweep.yaml: asha.rejudge: True must be false with scheduler.kind median: re-judging is ASHA's$"),
 ])
@@ -353,8 +337,7 @@ def test_the_factories_refuse_a_kind_built_by_hand(tmp_path):
 def test_the_kinds_round_trip_through_sweep_yaml(tmp_path):
     config = config_with(searcher={"kind": "random", "seed": 2}, scheduler={"kind": "median"})
     raw = config.to_dict()
-    assert raw["searcher"] == {"kind": "random", "seed": 2, "n_startup_trials": 4, "startup": "random",
-                                 "good_share": 0.1}
+    assert raw["searcher"] == {"kind": "random", "seed": 2, "n_startup_trials": 4, "startup": "random"}
     assert raw["scheduler"] == {"kind": "median"}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))  # as run_sweep writes it
