@@ -29,6 +29,10 @@ class ProgressView(Callback):
 
         [1:54]  5/12  cce7970c  stopped by ASHA at epoch 4   val_loss 2.1757   best 1.9022 (65ca9c1a)   ~2:10 left
 
+    A trial whose process died, started again (``resources.max_failures``)::
+
+        [2:21]        3ee5f91f  failed (The actor is dead because its worker process has died): retry 1 of 2, from the start
+
     On a terminal a last line, redrawn once a second, says what runs now::
 
         [2:03]  running 2 · finished 5/12 · best val_loss 1.9022 (65ca9c1a)
@@ -76,6 +80,16 @@ class ProgressView(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         self._finished(trial, "failed: " + _error_line(trial))
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        # Tune starts a trial whose process died again (resources.max_failures); Ray only says,
+        # on a line of its own, that a worker died.
+        start = "its last checkpoint" if trial.checkpoint is not None else "the start"
+        why = _error_line(trial).split(". ")[0].rstrip(".")
+        retry = f"retry {trial.num_failures}" + (f" of {trial.max_failures}" if trial.max_failures >= 0 else "")
+        self._clear_status()
+        print(f"[{clock(self.elapsed)}]  {'':>{3 + len(str(self.num_samples))}}  {trial.trial_id}  "
+              f"failed ({why}): {retry}, from {start}", flush=True)
 
     def on_step_end(self, iteration, trials, **info) -> None:
         self._say_cuts(trials)
