@@ -31,7 +31,7 @@ class ProgressView(Callback):
 
     A trial whose process died, started again (``resources.max_failures``)::
 
-        [2:21]        3ee5f91f  failed (The actor is dead because its worker process has died): retry 1 of 2, from the start
+        [2:21]         3ee5f91f  failed (The actor is dead because its worker process has died): retry 1 of 2, from the start
 
     On a terminal a last line, redrawn once a second, says what runs now::
 
