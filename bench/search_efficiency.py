@@ -446,8 +446,7 @@ def run_method(method: str, seed: int, args, folder: Path, out: Path) -> Path:
             proc.wait(timeout=deadline + GRACE_S - time.time())
         except subprocess.TimeoutExpired:
             print(f"  {method} seed {seed}: still running {GRACE_S} s after its budget: killed", flush=True)
-            for p in session_processes(proc.pid):
-                p.kill()
+            kill(session_processes(proc.pid))
             proc.wait()
     if proc.returncode:
         print(f"  {method} seed {seed}: exit status {proc.returncode}; see {work / 'output.log'}", flush=True)
@@ -457,8 +456,7 @@ def run_method(method: str, seed: int, args, folder: Path, out: Path) -> Path:
         if not left:
             break
         if attempt == 60:
-            for p in left:
-                p.kill()
+            kill(left)
         time.sleep(1)
     return events
 
@@ -478,6 +476,17 @@ def session_processes(sid: int) -> list:
         except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
             pass
     return found
+
+
+def kill(processes: list) -> None:
+    """SIGKILL each of ``processes``; one that has ended since it was listed is no error."""
+    import psutil
+
+    for p in processes:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def read_events(path: Path, method: str, seed: int):
