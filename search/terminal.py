@@ -88,7 +88,7 @@ class ProgressView(Callback):
         why = _error_line(trial).split(". ")[0].rstrip(".")
         retry = f"retry {trial.num_failures}" + (f" of {trial.max_failures}" if trial.max_failures >= 0 else "")
         self._clear_status()
-        print(f"[{clock(self.elapsed)}]  {'':>{3 + len(str(self.num_samples))}}  {trial.trial_id}  "
+        print(f"[{clock(self.elapsed)}]  {' ' * len(self._count())}  {trial.trial_id}  "
               f"failed ({why}): {retry}, from {start}", flush=True)
 
     def on_step_end(self, iteration, trials, **info) -> None:
@@ -124,10 +124,14 @@ class ProgressView(Callback):
         value = result.get(self.metric)
         shown = f"{self.metric} {value:.4f}" if _finite(value) and not how.startswith(("failed", "infeasible")) else ""
         best = f"best {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
-        parts = [f"[{clock(self.elapsed)}]", f"{len(self.finished):>2}/{self.num_samples}", trial.trial_id,
+        parts = [f"[{clock(self.elapsed)}]", self._count(), trial.trial_id,
                  f"{how:<27}", f"{shown:<17}" if shown else "", best, self.time_left()]
         self._clear_status()
         print("  ".join(p for p in parts if p).rstrip(), flush=True)
+
+    def _count(self) -> str:
+        """The finished-trials column of a trial's line: `` 5/12``."""
+        return f"{len(self.finished):>2}/{self.num_samples}"
 
     def _how_it_ended(self, result: dict) -> str:
         # With budget.reports_per_epoch above 1 a trial may stop within an epoch: epoch 0.5, 2.25.
