@@ -24,9 +24,10 @@ are not among our dependencies, and it leaves trials paused at the end of a swee
 ``num_samples`` does not fill its brackets.
 
 The study in ``RUN_DIR/optuna.db`` is what ``optuna-dashboard sqlite:///RUN_DIR/optuna.db``
-shows while the sweep runs and after it. Ray Tune still owns the searcher's state for a
-resume: it pickles the searcher (the storage reconnects by its URL) with every experiment
-checkpoint.
+shows while the sweep runs and after it, each finished trial with the value the sweep ranks
+it by (its best on the whole validation split, trials.csv's ``best_val_loss``). Ray Tune still
+owns the searcher's state for a resume: it pickles the searcher (the storage reconnects by its
+URL) with every experiment checkpoint.
 
 Its own module so that ``ResumableOptunaSearch`` can be unpickled from ``tuner.pkl`` when a sweep resumes.
 """
@@ -34,6 +35,7 @@ Its own module so that ``ResumableOptunaSearch`` can be unpickled from ``tuner.p
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +134,7 @@ class ResumableOptunaSearch(OptunaSearch):
                 design.apply(self._ot_study, self._space)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._keep_best(trial_id, result)
         try:
             with warnings.catch_warnings():
                 # A trial Tune retried after its worker died (resources.max_failures) reports
@@ -143,6 +146,34 @@ class ResumableOptunaSearch(OptunaSearch):
                 super().on_trial_result(trial_id, result)
         except optuna.exceptions.UpdateFinishedTrialError:
             log.debug("trial %s: its Optuna trial has already finished; report not recorded", trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        """Tell Optuna the value the sweep ranks the trial by: its best report on the whole
+        validation split (``val_on: full``; ``results.records.best_value``, trials.csv's figure),
+        not Ray's last result. The last is where the trial stopped: a value on the validation
+        subset when ASHA, the baseline stop or the budget ended it within an epoch, or a later,
+        worse epoch than its best. A trial with no full validation is told its last value."""
+        best = self._best_full().pop(trial_id, None)
+        if result and not error and best is not None and isinstance(self.metric, str):
+            result = {**result, self.metric: best}
+        super().on_trial_complete(trial_id, result, error)
+
+    def _keep_best(self, trial_id: str, result: dict) -> None:
+        if not isinstance(self.metric, str) or result.get("val_on", "full") != "full":
+            return
+        value = result.get(self.metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return
+        best = self._best_full().get(trial_id)
+        if best is None or (value < best if self.mode == "min" else value > best):
+            self._best_full()[trial_id] = float(value)
+
+    def _best_full(self) -> dict[str, float]:
+        """Each running trial's best full-validation value (kept in the pickle a resume reads;
+        absent from a searcher pickled before it existed)."""
+        if getattr(self, "_best_full_values", None) is None:
+            self._best_full_values: dict[str, float] = {}
+        return self._best_full_values
 
 
 def make_searcher(config: SweepConfig, run_dir: str | Path, warm_start: WarmStart | None = None,

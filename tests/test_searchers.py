@@ -202,6 +202,35 @@ def test_a_retried_trial_reports_its_steps_again_without_a_warning(tmp_path, rec
     assert searcher._ot_trials["t1"].study.trials[0].intermediate_values == {1: 3.0}
 
 
+def test_optuna_holds_each_trial_s_best_full_validation_not_where_it_stopped(tmp_path):
+    # The sweep ranks a trial by its best report on the whole validation split (trials.csv);
+    # Ray's OptunaSearch would tell Optuna the last result: a later, worse epoch, or a value on
+    # the validation subset where ASHA or the baseline stop ended a trial within an epoch.
+    searcher = make_searcher(config_with(), tmp_path)
+    searcher.set_search_properties("val_loss", "min", config_with().param_space())
+    reports = {
+        "overfit": [(0.5, "subset", 5.1), (1, "full", 4.8), (1.5, "subset", 4.7), (2, "full", 4.9)],
+        "stopped within its second epoch": [(1, "full", 5.0), (1.25, "subset", 4.85)],
+        "stopped at a quarter epoch": [(0.25, "subset", 5.6)],
+        "diverged after an epoch": [(1, "full", 5.2), (2, "full", float("nan"))],
+    }
+    for name, results in reports.items():
+        searcher.suggest(name)
+        for iteration, (epoch, val_on, value) in enumerate(results, 1):
+            last = {"val_loss": value, "epoch": epoch, "val_on": val_on, "training_iteration": iteration}
+            searcher.on_trial_result(name, last)
+        searcher.on_trial_complete(name, last)
+    told = {t.number: t.value for t in searcher._ot_study.trials}
+    assert told == {0: 4.8, 1: 5.0, 2: 5.6, 3: 5.2}
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in searcher._ot_study.trials)
+    assert searcher._best_full() == {}  # nothing kept past a trial's end
+    # An errored trial is still a failure, whatever it reported before.
+    searcher.suggest("errored")
+    searcher.on_trial_result("errored", {"val_loss": 4.5, "val_on": "full", "training_iteration": 1})
+    searcher.on_trial_complete("errored", None, error=True)
+    assert searcher._ot_study.trials[-1].state == optuna.trial.TrialState.FAIL
+
+
 # --- searcher.startup: cheap start-up trials ----------------------------------------------------------
 
 SIZES = {"embedding_size": {"logint": [16, 256]}, "hidden_size": {"logint": [32, 512]},
