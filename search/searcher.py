@@ -152,7 +152,12 @@ class ResumableOptunaSearch(OptunaSearch):
         validation split (``val_on: full``; ``results.records.best_value``, trials.csv's figure),
         not Ray's last result. The last is where the trial stopped: a value on the validation
         subset when ASHA, the baseline stop or the budget ended it within an epoch, or a later,
-        worse epoch than its best. A trial with no full validation is told its last value."""
+        worse epoch than its best. A trial with no full validation is told its last value.
+
+        The result ASHA stops a trial at (its last rung, or ``max_epochs``) reaches the searcher
+        only here: Tune calls ``on_trial_result`` only for a trial that goes on."""
+        if result:
+            self._keep_best(trial_id, result)
         best = self._best_full().pop(trial_id, None)
         if result and not error and best is not None and isinstance(self.metric, str):
             result = {**result, self.metric: best}

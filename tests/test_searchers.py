@@ -214,14 +214,16 @@ def test_optuna_holds_each_trial_s_best_full_validation_not_where_it_stopped(tmp
         "stopped at a quarter epoch": [(0.25, "subset", 5.6)],
         "diverged after an epoch": [(1, "full", 5.2), (2, "full", float("nan"))],
     }
+    reports["best at its last epoch, where ASHA stopped it"] = [(1, "full", 5.0), (2, "full", 4.6)]
     for name, results in reports.items():
         searcher.suggest(name)
         for iteration, (epoch, val_on, value) in enumerate(results, 1):
             last = {"val_loss": value, "epoch": epoch, "val_on": val_on, "training_iteration": iteration}
-            searcher.on_trial_result(name, last)
+            if iteration < len(results):  # as Tune does: the result a scheduler stops the trial at
+                searcher.on_trial_result(name, last)  # goes to on_trial_complete alone
         searcher.on_trial_complete(name, last)
     told = {t.number: t.value for t in searcher._ot_study.trials}
-    assert told == {0: 4.8, 1: 5.0, 2: 5.6, 3: 5.2}
+    assert told == {0: 4.8, 1: 5.0, 2: 5.6, 3: 5.2, 4: 4.6}
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in searcher._ot_study.trials)
     assert searcher._best_full() == {}  # nothing kept past a trial's end
     # An errored trial is still a failure, whatever it reported before.

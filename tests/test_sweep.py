@@ -63,11 +63,12 @@ def test_sweep_writes_every_file_and_asha_stops_a_trial(tmp_path, local_ray, tin
             assert len(list(trial_dir.glob("checkpoint_*"))) <= 2
             assert list(trial_dir.glob("events.out.tfevents.*")), f"no TensorBoard file in {trial_dir.name}"
 
-    # The searcher's Optuna study, in SQLite, as optuna-dashboard reads it: a value per trial.
+    # The searcher's Optuna study, in SQLite, as optuna-dashboard reads it: a value per trial,
+    # the best_val_loss the sweep ranks it by (every trial here finished an epoch).
     study = optuna.load_study(study_name="run", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     assert len(study.trials) == 4
     assert sorted(t.value for t in study.trials if t.value is not None) == pytest.approx(
-        sorted(trials.last_val_loss.tolist()))
+        sorted(trials.best_val_loss.tolist()))
 
     # `lstm-sweep report` rebuilds the same tables from the Ray experiment alone.
     (run_dir / "trials.csv").unlink()
