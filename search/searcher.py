@@ -47,6 +47,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from lstm_sweep.errors import ConfigError
+from lstm_sweep.results.records import VAL_ON
 
 if TYPE_CHECKING:
     from lstm_sweep.search.config import SweepConfig
@@ -164,8 +165,8 @@ class ResumableOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
     def _keep_best(self, trial_id: str, result: dict) -> None:
-        if not isinstance(self.metric, str) or result.get("val_on", "full") != "full":
-            return
+        if not isinstance(self.metric, str) or str(result.get(VAL_ON)) == "subset":
+            return  # an in-epoch report: not a full validation (results.records.full_validation)
         value = result.get(self.metric)
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             return

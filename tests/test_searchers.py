@@ -213,8 +213,8 @@ def test_optuna_holds_each_trial_s_best_full_validation_not_where_it_stopped(tmp
         "stopped within its second epoch": [(1, "full", 5.0), (1.25, "subset", 4.85)],
         "stopped at a quarter epoch": [(0.25, "subset", 5.6)],
         "diverged after an epoch": [(1, "full", 5.2), (2, "full", float("nan"))],
+        "best at its last epoch, where ASHA stopped it": [(1, "full", 5.0), (2, "full", 4.6)],
     }
-    reports["best at its last epoch, where ASHA stopped it"] = [(1, "full", 5.0), (2, "full", 4.6)]
     for name, results in reports.items():
         searcher.suggest(name)
         for iteration, (epoch, val_on, value) in enumerate(results, 1):
